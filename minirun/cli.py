@@ -1,0 +1,256 @@
+"""minirun's command line, runc-compatible.
+
+Global flags (--root, --log, --log-format, --debug) and command flags may come in any
+order, before or after the command, as `--flag=value` or `--flag value`. Every failure
+prints one line and exits non-zero; --debug adds the traceback and each set-up step.
+"""
+
+import os
+import sys
+
+from minirun import __version__
+from minirun.errors import MinirunError
+from minirun.log import log
+
+DEFAULT_ROOT = "/run/minirun"
+
+# flag -> (destination, takes a value)
+GLOBAL_FLAGS = {
+    "--root": ("root", True), "--log": ("log", True), "--log-format": ("log_format", True),
+    "--debug": ("debug", False), "--systemd-cgroup": ("systemd_cgroup", False),
+    "--help": ("help", False), "-h": ("help", False),
+    "--version": ("version", False), "-v": ("version", False),
+}
+CREATE_FLAGS = {
+    "--bundle": ("bundle", True), "-b": ("bundle", True),
+    "--pid-file": ("pid_file", True), "--no-pivot": ("no_pivot", False),
+    "--preserve-fds": ("preserve_fds", True), "--no-new-keyring": ("no_new_keyring", False),
+    "--console-socket": ("console_socket", True),
+}
+COMMANDS: dict[str, tuple[dict, str, str]] = {
+    # name: (flags, positional usage, summary)
+    "create": (CREATE_FLAGS, "ID", "set a container up; its process waits for `start`"),
+    "start": ({}, "ID", "run the process of a created container"),
+    "run": ({**CREATE_FLAGS, "--detach": ("detach", False), "-d": ("detach", False)},
+            "ID", "create and start; wait for the process and return its exit status"),
+    "state": ({}, "ID", "print the OCI state of a container as JSON"),
+    "kill": ({"--all": ("all", False), "-a": ("all", False)}, "ID [SIGNAL]",
+             "send a signal (default SIGTERM) to the container's init"),
+    "delete": ({"--force": ("force", False), "-f": ("force", False)}, "ID",
+               "remove a stopped container (--force: kill it first)"),
+    "list": ({"--format": ("format", True), "-f": ("format", True),
+              "--quiet": ("quiet", False), "-q": ("quiet", False)}, "",
+             "list containers (table or json)"),
+    "spec": ({"--bundle": ("bundle", True), "-b": ("bundle", True),
+              "--rootless": ("rootless", False)}, "", "write a default config.json"),
+    "features": ({}, "", "print what this minirun supports, as OCI features JSON"),
+}
+
+
+class UsageError(MinirunError):
+    pass
+
+
+def parse(argv: list[str]) -> tuple[str, dict, list[str]]:
+    """Split argv into (command, options, positional arguments)."""
+    command = ""
+    opts: dict = {}
+    args: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            args.extend(argv[i:])
+            break
+        if arg.startswith("-") and len(arg) > 1 and not _is_negative_number(arg):
+            name, eq, value = arg.partition("=")
+            table = {**GLOBAL_FLAGS, **(COMMANDS[command][0] if command else {})}
+            if name not in table:
+                where = f" for {command}" if command else ""
+                raise UsageError(f"unknown flag {name}{where} (see minirun --help)")
+            dest, takes_value = table[name]
+            if takes_value and not eq:
+                if i >= len(argv):
+                    raise UsageError(f"flag {name} needs a value")
+                value = argv[i]
+                i += 1
+            elif not takes_value:
+                if eq and value not in ("true", "false"):
+                    raise UsageError(f"flag {name} takes no value")
+                value = value != "false" if eq else True
+            opts[dest] = value
+        elif not command:
+            if arg not in COMMANDS:
+                raise UsageError(f"unknown command {arg!r} (see minirun --help)")
+            command = arg
+        else:
+            args.append(arg)
+    return command, opts, args
+
+
+def _is_negative_number(arg: str) -> bool:
+    return arg[1:].isdigit()
+
+
+def usage() -> str:
+    lines = ["usage: minirun [--root DIR] [--log FILE] [--log-format text|json] [--debug] "
+             "COMMAND [FLAGS] ARGS", "", "commands:"]
+    for name, (flags, pos, summary) in COMMANDS.items():
+        lines.append(f"  {name:<9} {pos:<12} {summary}")
+        if flags:
+            lines.append(f"  {'':<9} {'':<12} flags: {' '.join(sorted(set(flags)))}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        command, opts, args = parse(argv)
+        fmt = opts.get("log_format", "text")
+        if fmt not in ("text", "json"):
+            raise UsageError(f"--log-format must be text or json, not {fmt!r}")
+        log.configure(opts.get("log"), fmt, bool(opts.get("debug")))
+        if opts.get("version"):
+            from minirun import OCI_VERSION
+
+            print(f"minirun version {__version__}\nspec: {OCI_VERSION}")
+            return 0
+        if opts.get("help") or not command:
+            print(usage())
+            return 0 if opts.get("help") else 1
+        return dispatch(command, opts, args)
+    except MinirunError as e:
+        if debug:
+            _print_trace(e)
+        log.error(str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as e:  # noqa: BLE001 - a bug: still one line unless --debug
+        if debug:
+            _print_trace(e)
+        log.error(f"internal error: {type(e).__name__}: {e} (run with --debug for details)")
+        return 1
+
+
+def _print_trace(e: BaseException) -> None:
+    import traceback
+
+    traceback.print_exception(e, file=sys.stderr)
+    trace = getattr(e, "child_trace", None)
+    if trace:
+        sys.stderr.write("in the container's set-up process:\n" + trace)
+
+
+def _one_id(command: str, args: list[str]) -> str:
+    if len(args) != 1:
+        raise UsageError(f"{command} takes exactly one container id "
+                         f"({len(args)} given)")
+    return args[0]
+
+
+def dispatch(command: str, opts: dict, args: list[str]) -> int:
+    if opts.get("systemd_cgroup"):
+        raise UsageError("--systemd-cgroup is not supported: minirun manages cgroupfs only")
+    if command == "spec":
+        from minirun.spec import write_default_spec
+
+        if opts.get("rootless"):
+            raise UsageError("spec --rootless is not supported yet")
+        write_default_spec(opts.get("bundle") or ".")
+        return 0
+    if command == "features":
+        from minirun.features import features_json
+
+        print(features_json())
+        return 0
+
+    from minirun import container
+    from minirun.state import Store
+
+    store = Store(opts.get("root") or DEFAULT_ROOT)
+    if command == "list":
+        return _list(store, opts, args)
+    if command == "kill":
+        if not 1 <= len(args) <= 2:
+            raise UsageError("kill takes a container id and an optional signal")
+        sig = parse_signal(args[1] if len(args) > 1 else "SIGTERM")
+        container.kill(store, args[0], sig, bool(opts.get("all")))
+        return 0
+    cid = _one_id(command, args)
+    if command in ("create", "run"):
+        _check_create_flags(opts)
+        bundle = opts.get("bundle") or os.getcwd()
+        if command == "create":
+            container.create(store, cid, bundle, opts)
+            return 0
+        return container.run(store, cid, bundle, opts)
+    if command == "start":
+        container.start(store, cid)
+    elif command == "state":
+        import json
+
+        print(json.dumps(container.state(store, cid), indent=2))
+    elif command == "delete":
+        container.delete(store, cid, bool(opts.get("force")))
+    return 0
+
+
+def _check_create_flags(opts: dict) -> None:
+    if opts.get("console_socket"):
+        raise UsageError("--console-socket: terminals are not supported by this minirun "
+                         "version yet")
+    fds = opts.get("preserve_fds")
+    if fds is not None:
+        if not str(fds).isdigit():
+            raise UsageError(f"--preserve-fds must be a number, not {fds!r}")
+        opts["preserve_fds"] = int(fds)
+    if opts.get("pid_file"):
+        opts["pid_file"] = os.path.abspath(opts["pid_file"])
+
+
+def _list(store, opts: dict, args: list[str]) -> int:
+    import json
+
+    from minirun import container
+
+    if args:
+        raise UsageError("list takes no arguments")
+    fmt = opts.get("format", "table")
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format must be table or json, not {fmt!r}")
+    states = container.list_all(store)
+    if opts.get("quiet"):
+        for st in states:
+            print(st["id"])
+    elif fmt == "json":
+        print(json.dumps([{k: v for k, v in st.items() if k != "annotations"}
+                          for st in states] or None))
+    else:
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"])
+                 for s in states]
+        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        for r in rows:
+            print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def parse_signal(text: str) -> int:
+    import signal
+
+    if text.isdigit():
+        num = int(text)
+        if not 0 < num < signal.NSIG:
+            raise UsageError(f"invalid signal number {num}")
+        return num
+    name = text.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    sig = getattr(signal, name, None)
+    if not isinstance(sig, signal.Signals):
+        raise UsageError(f"unknown signal {text!r}")
+    return int(sig)

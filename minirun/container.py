@@ -1,0 +1,401 @@
+"""The container state machine: create, start, run, state, kill, delete, list.
+
+    creating --create--> created --start--> running --(process exits)--> stopped
+                                                           delete: gone
+
+`state.json` records what minirun did (created, started); whether the init is still
+alive is read from /proc every time, with its start time guarding against pid reuse.
+"""
+
+import os
+import signal
+import socket
+
+from minirun import OCI_VERSION, config, syscalls
+from minirun.errors import ConfigError, MinirunError
+from minirun.log import log
+from minirun.state import EXEC_SOCK, ContainerDir, NotFound, Store, process_start_time
+from minirun.state import rfc3339_now as now
+from minirun.steps import Tracer, format_step
+
+STOP_TIMEOUT = 10.0  # seconds to wait for a SIGKILLed init to go
+
+
+def _log_step(name: str, target: str, took: float, err: str | None) -> None:
+    log.debug(format_step(name, target, took, err))
+
+
+# ---------------------------------------------------------------- status
+
+def status(st: dict) -> str:
+    """The container's status now: what was recorded, unless its init is gone."""
+    pid = st.get("pid") or 0
+    if pid <= 0:
+        return "stopped" if st.get("status") != "creating" else "creating"
+    if process_start_time(pid) != st.get("pid_start"):
+        return "stopped"
+    return st["status"]
+
+
+def oci_state(st: dict) -> dict:
+    """The state JSON of the OCI runtime spec (plus runc's rootfs/created/owner)."""
+    current = status(st)
+    out = {
+        "ociVersion": OCI_VERSION,
+        "id": st["id"],
+        "pid": st["pid"] if current != "stopped" else 0,
+        "status": current,
+        "bundle": st["bundle"],
+        "rootfs": st["rootfs"],
+        "created": st["created"],
+        "owner": st.get("owner", ""),
+    }
+    if st.get("annotations"):
+        out["annotations"] = st["annotations"]
+    return out
+
+
+# ---------------------------------------------------------------- create
+
+def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
+    """Set the container up and leave its init waiting for `start`; returns its pid."""
+    config.check_id(cid)
+    bundle = os.path.abspath(bundle)
+    cfg = config.load(bundle)
+    rootfs = _rootfs_path(cfg, bundle)
+    if int(opts.get("preserve_fds") or 0) < 0:
+        raise MinirunError("--preserve-fds must not be negative")
+    cdir = store.claim(cid)
+    pids: list[int] = []
+    try:
+        st = {"id": cid, "status": "creating", "pid": 0, "bundle": bundle, "rootfs": rootfs,
+              "created": now(), "owner": "", "annotations": cfg.get("annotations") or {},
+              "namespaces": [ns["type"] for ns in cfg["linux"].get("namespaces") or []
+                             if not ns.get("path")]}
+        cdir.write(st)
+        pid = _launch(cdir, cid, cfg, bundle, rootfs, opts, pids)
+        st.update(status="created", pid=pid, pid_start=process_start_time(pid))
+        cdir.write(st)
+        if opts.get("pid_file"):
+            _write_pid_file(opts["pid_file"], pid)
+        return pid
+    except BaseException:
+        _abort(pids)
+        cdir.remove()
+        raise
+    finally:
+        cdir.close()
+
+
+def _rootfs_path(cfg: dict, bundle: str) -> str:
+    path = os.path.join(bundle, cfg["root"]["path"])
+    real = os.path.realpath(path)
+    if not os.path.isdir(real):
+        what = "does not exist" if not os.path.exists(real) else "is not a directory"
+        raise ConfigError("root.path", f"{path} {what}")
+    return real
+
+
+def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
+            opts: dict, pids: list[int]) -> int:
+    from minirun.linux import init, namespaces
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(_sock_path(cdir))
+    listener.listen(1)
+    launch = init.Launch(cid, cfg, bundle, rootfs, listener, opts, log.debug_enabled)
+    child = os.fork()
+    if child == 0:
+        ours.close()
+        os.close(cdir.fd)  # the state lock must not outlive `create` in the container
+        init.setup_process(launch, init.Channel(theirs))
+    pids.append(child)
+    theirs.close()
+    listener.close()
+    tracer = Tracer(_log_step)
+    try:
+        while True:
+            msg = _recv(ours)
+            kind = msg["type"]
+            if kind == "step":
+                _log_step(msg["name"], msg["target"], msg["took"], msg["err"])
+            elif kind == "userns":
+                namespaces.write_id_maps(child, cfg["linux"], tracer)
+                ours.send(b'{"type": "ok"}')
+            elif kind == "pid":
+                pids.append(msg["pid"])
+            elif kind == "ready":
+                break
+            elif kind == "error":
+                err = MinirunError(msg["msg"])
+                err.child_trace = msg.get("trace")  # type: ignore[attr-defined]
+                raise err
+        ours.send(b'{"type": "done"}')
+        os.waitpid(child, 0)
+        pids.remove(child)
+    finally:
+        ours.close()
+    return pids[-1]
+
+
+def _recv(sock: socket.socket) -> dict:
+    import json
+
+    data = sock.recv(1 << 20)
+    if not data:
+        raise MinirunError("the container's set-up processes exited without a word")
+    return json.loads(data)
+
+
+def _sock_path(cdir: ContainerDir) -> str:
+    """Address exec.sock through the directory's fd: unix socket paths are limited to
+    108 bytes, and --root paths need not be."""
+    return f"/proc/self/fd/{cdir.fd}/{EXEC_SOCK}"
+
+
+def _abort(pids: list[int]) -> None:
+    """A failed create leaves nothing: kill what was started and wait for it to go."""
+    for pid in reversed(pids):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            _wait_gone(pid, None)
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    """The bare pid, no newline (engines parse it with strconv.Atoi), atomically."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+# ---------------------------------------------------------------- start
+
+def start(store: Store, cid: str) -> None:
+    cdir = store.open(cid)
+    try:
+        st = cdir.read()
+        current = status(st)
+        if current != "created":
+            raise MinirunError(f"cannot start container {cid!r}: it is {current}, "
+                               "not created")
+        _release_init(cdir)
+        st["status"] = "running"
+        cdir.write(st)
+    finally:
+        cdir.close()
+
+
+def _release_init(cdir: ContainerDir) -> None:
+    """Connect to the waiting init: it execs, and its end of the socket closes on exec.
+    Anything it sends instead is the reason exec failed."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(_sock_path(cdir))
+        except OSError as e:
+            raise MinirunError(f"cannot reach the container's init on {cdir.path}/"
+                               f"{EXEC_SOCK}: {e.strerror}") from None
+        chunks = []
+        while data := s.recv(4096):
+            chunks.append(data)
+    try:
+        os.unlink(os.path.join(cdir.path, EXEC_SOCK))
+    except FileNotFoundError:
+        pass
+    if chunks:
+        raise MinirunError(b"".join(chunks).decode(errors="replace"))
+
+
+# ---------------------------------------------------------------- run
+
+def run(store: Store, cid: str, bundle: str, opts: dict) -> int:
+    """create + start; unless detached, wait and return the exit status (128+signal)."""
+    detach = opts.get("detach")
+    if not detach:
+        # The init re-parents to us when the set-up process exits: we can wait for it.
+        syscalls.set_child_subreaper()
+    pid = create(store, cid, bundle, opts)
+    try:
+        start(store, cid)
+    except BaseException:
+        _force_delete(store, cid)
+        raise
+    if detach:
+        return 0
+    forward = _forward_signals(pid)
+    try:
+        code = _wait_for(pid)
+    finally:
+        for sig, old in forward.items():
+            signal.signal(sig, old)
+    _force_delete(store, cid)
+    return code
+
+
+FORWARDED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH",
+             "SIGCONT", "SIGALRM", "SIGPIPE")
+
+
+def _forward_signals(pid: int) -> dict:
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    old = {}
+    for name in FORWARDED:
+        sig = getattr(signal, name)
+        old[sig] = signal.signal(sig, forward)
+    return old
+
+
+def _wait_for(pid: int) -> int:
+    while True:
+        try:
+            got, status_ = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255
+        if got == pid:
+            if os.WIFSIGNALED(status_):
+                return 128 + os.WTERMSIG(status_)
+            return os.WEXITSTATUS(status_)
+
+
+def _force_delete(store: Store, cid: str) -> None:
+    try:
+        delete(store, cid, force=True)
+    except MinirunError as e:
+        log.warn(f"cleaning up container {cid!r}: {e}")
+
+
+# ---------------------------------------------------------------- state, list
+
+def state(store: Store, cid: str) -> dict:
+    cdir = store.open(cid, exclusive=False)
+    try:
+        return oci_state(cdir.read())
+    finally:
+        cdir.close()
+
+
+def list_all(store: Store) -> list[dict]:
+    out = []
+    for cid in store.ids():
+        try:
+            out.append(state(store, cid))
+        except (NotFound, MinirunError):
+            continue
+    return out
+
+
+# ---------------------------------------------------------------- kill
+
+def kill(store: Store, cid: str, sig: int, all_processes: bool) -> None:
+    cdir = store.open(cid, exclusive=False)
+    try:
+        st = cdir.read()
+        current = status(st)
+        if current not in ("created", "running"):
+            raise MinirunError(f"cannot kill container {cid!r}: it is {current}")
+        pidfd = _pidfd_of(st)
+        if pidfd is None:
+            raise MinirunError(f"cannot kill container {cid!r}: it is stopped")
+        try:
+            if all_processes:
+                _signal_all(st, sig)
+            syscalls.pidfd_send_signal(pidfd, sig)
+        finally:
+            os.close(pidfd)
+    finally:
+        cdir.close()
+
+
+def _pidfd_of(st: dict) -> int | None:
+    """A pidfd on the init, or None if that process (pid + start time) is gone."""
+    try:
+        pidfd = syscalls.pidfd_open(st["pid"])
+    except MinirunError:
+        return None
+    if process_start_time(st["pid"]) != st.get("pid_start"):
+        os.close(pidfd)
+        return None
+    return pidfd
+
+
+def _signal_all(st: dict, sig: int) -> None:
+    """Signal every process in the container's pid namespace (cgroups come later)."""
+    if "pid" not in st.get("namespaces", []):
+        return
+    try:
+        target = os.readlink(f"/proc/{st['pid']}/ns/pid")
+    except OSError:
+        return
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == st["pid"]:
+            continue
+        try:
+            if os.readlink(f"/proc/{name}/ns/pid") == target:
+                os.kill(int(name), sig)
+        except OSError:
+            continue
+
+
+# ---------------------------------------------------------------- delete
+
+def delete(store: Store, cid: str, force: bool) -> None:
+    try:
+        cdir = store.open(cid)
+    except NotFound:
+        if force:
+            return
+        raise
+    try:
+        st = cdir.read()
+        current = status(st)
+        if current == "running" and not force:
+            raise MinirunError(f"cannot delete container {cid!r}: it is running "
+                               "(stop it first, or use --force)")
+        if current != "stopped":
+            _kill_and_wait(st)
+        cdir.remove()
+    finally:
+        cdir.close()
+
+
+def _kill_and_wait(st: dict) -> None:
+    pidfd = _pidfd_of(st)
+    if pidfd is None:
+        return
+    try:
+        if "pid" in st.get("namespaces", []):
+            _signal_all(st, signal.SIGKILL)
+        syscalls.pidfd_send_signal(pidfd, signal.SIGKILL)
+        _wait_gone(st["pid"], pidfd)
+    finally:
+        os.close(pidfd)
+
+
+def _wait_gone(pid: int, pidfd: int | None) -> None:
+    """Wait until a process we cannot waitpid (not our child) has exited."""
+    import select
+
+    own = pidfd is None
+    if own:
+        try:
+            pidfd = syscalls.pidfd_open(pid)
+        except MinirunError:
+            return
+    try:
+        select.select([pidfd], [], [], STOP_TIMEOUT)
+    finally:
+        if own:
+            os.close(pidfd)

@@ -1,0 +1,31 @@
+"""`minirun features`: the OCI features document, computed from the code's own tables,
+so it cannot drift from what minirun really supports."""
+
+import json
+
+from minirun import OCI_VERSION, __version__
+from minirun.config import NAMESPACE_TYPES
+from minirun.linux import mountopts
+from minirun.linux.capabilities import CAPABILITIES
+
+
+def features() -> dict:
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": [],
+        "mountOptions": mountopts.known_options(),
+        "linux": {
+            "namespaces": sorted(NAMESPACE_TYPES),
+            "capabilities": list(CAPABILITIES),
+            "cgroup": {"v1": False, "v2": False, "systemd": False, "systemdUser": False},
+            "seccomp": {"enabled": False},
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+        },
+        "annotations": {"org.minirun.version": __version__},
+    }
+
+
+def features_json() -> str:
+    return json.dumps(features(), indent=4)

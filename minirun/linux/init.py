@@ -1,0 +1,194 @@
+"""The container's side of `create`: two forked processes that build the container.
+
+    minirun create (runtime)                  stays in the host's namespaces
+      └─ set-up process (fork)                joins/unshares namespaces, forks init
+           └─ container init (fork)           pid 1 of a new pid namespace: mounts,
+                                              pivot_root, hostname, user, caps...,
+                                              then waits on exec.sock for `start`
+
+Both report to the runtime over one SOCK_SEQPACKET socket (JSON messages): each set-up
+step, "userns" (please write my id maps), "pid" (the init's pid), "ready", or "error".
+Nothing here returns: each process ends in execve or os._exit.
+"""
+
+import json
+import os
+import select
+import signal
+import socket
+
+from minirun import syscalls
+from minirun.linux import namespaces, process, rootfs
+from minirun.steps import Tracer
+
+
+class Channel:
+    """The set-up side of the sync socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def send(self, msg: dict) -> None:
+        self.sock.send(json.dumps(msg).encode())
+
+    def recv(self) -> dict:
+        data = self.sock.recv(1 << 20)
+        if not data:
+            os._exit(1)  # the runtime is gone: nothing to report to
+        return json.loads(data)
+
+    def step(self, name: str, target: str, took: float, err: str | None) -> None:
+        self.send({"type": "step", "name": name, "target": target, "took": took,
+                   "err": err, "pid": os.getpid()})
+
+    def fail(self, exc: BaseException, debug: bool) -> None:
+        msg = {"type": "error", "msg": str(exc) or type(exc).__name__}
+        if debug:
+            import traceback  # already loaded by _preload: no Python library after pivot
+
+            msg["trace"] = "".join(traceback.format_exception(exc))
+        try:
+            self.send(msg)
+        except OSError:
+            pass
+
+
+class Launch:
+    """Everything the set-up processes need, prepared by the runtime before fork."""
+
+    def __init__(self, cid: str, cfg: dict, bundle: str, rootfs_path: str,
+                 listener: socket.socket, opts: dict, debug: bool) -> None:
+        self.id = cid
+        self.cfg = cfg
+        self.bundle = bundle
+        self.rootfs = rootfs_path
+        self.listener = listener
+        self.no_pivot = bool(opts.get("no_pivot"))
+        self.preserve_fds = int(opts.get("preserve_fds") or 0)
+        self.no_new_keyring = bool(opts.get("no_new_keyring"))
+        self.debug = debug
+        self.linux = cfg.get("linux") or {}
+        self.plan = namespaces.Plan(self.linux)
+
+
+def setup_process(launch: Launch, chan: Channel) -> None:
+    """The intermediate process: namespaces, then fork the init into them."""
+    tracer = Tracer(chan.step)
+    try:
+        if launch.debug:
+            import traceback  # noqa: F401 - needed after pivot_root, where it cannot load
+        syscalls.set_pdeathsig(signal.SIGKILL)
+        # Non-dumpable before entering any of the container's namespaces (CVE-2019-5736).
+        syscalls.set_dumpable(False)
+        plan = launch.plan
+        namespaces.join(namespaces.open_joins(plan, tracer), tracer)
+        if plan.has_new("user"):
+            namespaces.unshare_user(tracer)
+            chan.send({"type": "userns"})
+            chan.recv()
+            namespaces.become_root_in_userns(launch.linux)
+        namespaces.unshare_rest(plan, tracer)
+        if plan.has_new("time") and launch.linux.get("timeOffsets"):
+            namespaces.write_time_offsets(launch.linux["timeOffsets"], tracer)
+        pid = os.fork()
+        if pid == 0:
+            init_process(launch, chan, os.getppid())
+        chan.send({"type": "pid", "pid": pid})
+        _wait_done_or_init_death(chan, pid)
+    except BaseException as e:  # noqa: BLE001 - everything must reach the runtime
+        chan.fail(e, launch.debug)
+        os._exit(1)
+    os._exit(0)
+
+
+def _wait_done_or_init_death(chan: Channel, pid: int) -> None:
+    """Stay alive (the init's parent-death signal is tied to us) until the runtime says
+    done; report if the init dies without a word."""
+    pidfd = syscalls.pidfd_open(pid)
+    poller = select.poll()
+    poller.register(chan.sock.fileno(), select.POLLIN)
+    poller.register(pidfd, select.POLLIN)
+    while True:
+        for fd, _ in poller.poll():
+            if fd == pidfd:
+                _, status = os.waitpid(pid, 0)
+                chan.send({"type": "error", "msg": "container init exited during set-up "
+                           f"({_describe_status(status)})"})
+                os._exit(1)
+            chan.recv()
+            return
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def init_process(launch: Launch, chan: Channel, parent: int) -> None:
+    """The container's init: build its world, wait for `start`, exec the process."""
+    tracer = Tracer(chan.step)
+    cfg, proc, linux, plan = launch.cfg, launch.cfg["process"], launch.linux, launch.plan
+    conn = None
+    try:
+        syscalls.set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+        os.setsid()
+        if plan.has_new("network"):
+            with tracer.step("link-up", "lo"):
+                syscalls.link_up("lo")
+        in_userns = "user" in plan.new or "user" in plan.join
+        root = rootfs.Rootfs(launch.rootfs, tracer, in_userns)
+        root.prepare(cfg, launch.bundle)
+        root.pivot(launch.no_pivot)
+        rootfs.write_sysctls(linux.get("sysctl") or {}, tracer)
+        rootfs.readonly_paths(linux.get("readonlyPaths") or [], tracer)
+        rootfs.mask_paths(linux.get("maskedPaths") or [], tracer)
+        if cfg["root"].get("readonly"):
+            rootfs.readonly_root(tracer)
+        _set_names(cfg, tracer)
+        if not launch.no_new_keyring:
+            _new_keyring(launch.id, tracer)
+        process.apply_rlimits(proc.get("rlimits") or [], tracer)
+        process.apply_oom_score_adj(proc.get("oomScoreAdj"), tracer)
+        process.switch_user(proc, in_userns, tracer)
+        process.enter_cwd(proc.get("cwd") or "/", tracer)
+        with tracer.step("find-executable", f"{proc['args'][0]} (process.args[0])"):
+            path = process.find_executable(proc)
+        if proc.get("noNewPrivileges"):
+            process.set_no_new_privs(tracer)
+        syscalls.set_pdeathsig(0)  # the set-up process exits once we are ready
+        chan.send({"type": "ready"})
+        chan.sock.close()
+        conn, _ = launch.listener.accept()  # blocks until `minirun start`
+        launch.listener.close()
+        process.close_fds_for_exec(launch.preserve_fds)
+        process.exec_process(path, proc)
+    except BaseException as e:  # noqa: BLE001
+        if conn is None:
+            chan.fail(e, launch.debug)
+        else:
+            try:
+                conn.send(f"{e}".encode())
+            except OSError:
+                pass
+    os._exit(1)
+
+
+def _set_names(cfg: dict, tracer: Tracer) -> None:
+    if cfg.get("hostname"):
+        with tracer.step("sethostname", f"{cfg['hostname']} (hostname)"):
+            syscalls.sethostname(cfg["hostname"])
+    if cfg.get("domainname"):
+        with tracer.step("setdomainname", f"{cfg['domainname']} (domainname)"):
+            syscalls.setdomainname(cfg["domainname"])
+
+
+def _new_keyring(cid: str, tracer: Tracer) -> None:
+    with tracer.step("keyring", f"_ses.{cid}"):
+        try:
+            syscalls.join_session_keyring(f"_ses.{cid}")
+        except OSError as e:
+            if e.errno != 38:  # ENOSYS: no keyrings in this kernel: fine, as runc
+                raise

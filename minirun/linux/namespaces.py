@@ -1,0 +1,104 @@
+"""Namespaces: which to create, which to join by path, and the user/time set-up.
+
+Runs in the intermediate set-up process (see linux/init.py). Joining comes first
+(the user namespace before the others, so that the rest are joined with its
+privileges); then a new user namespace (the runtime's process writes its id maps);
+then one unshare(2) for every other new namespace. pid and time namespaces apply to
+children only: the container's init is forked right after.
+"""
+
+import os
+
+from minirun import syscalls
+from minirun.steps import Tracer
+
+# setns/unshare order: user first; mount last among joins (paths were opened before).
+ORDER = ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount")
+
+
+class Plan:
+    """What the config asks for: namespaces to join (type -> path) and to create."""
+
+    def __init__(self, linux: dict) -> None:
+        self.join: dict[str, str] = {}
+        self.new: list[str] = []
+        for ns in linux.get("namespaces") or []:
+            if ns.get("path"):
+                self.join[ns["type"]] = ns["path"]
+            else:
+                self.new.append(ns["type"])
+
+    def has_new(self, kind: str) -> bool:
+        return kind in self.new
+
+
+def open_joins(plan: Plan, tracer: Tracer) -> list[tuple[str, int, str]]:
+    """Open every namespace path up front: after joining a mount ns paths change."""
+    out = []
+    for kind in ORDER:
+        path = plan.join.get(kind)
+        if path is None:
+            continue
+        with tracer.step("open-ns", f"{kind} {path}"):
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            out.append((kind, fd, path))
+    return out
+
+
+def join(opened: list[tuple[str, int, str]], tracer: Tracer) -> None:
+    for kind, fd, path in opened:
+        with tracer.step("setns", f"{kind} {path}"):
+            syscalls.setns(fd, syscalls.NS_FLAGS[kind], path)
+        os.close(fd)
+
+
+def unshare_user(tracer: Tracer) -> None:
+    with tracer.step("unshare", "user"):
+        syscalls.unshare(syscalls.NS_FLAGS["user"])
+
+
+def become_root_in_userns(linux: dict) -> None:
+    """After the maps are written: act as the namespace's root, if root is mapped."""
+    if _maps_zero(linux.get("uidMappings")) and _maps_zero(linux.get("gidMappings")):
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+
+
+def _maps_zero(mappings: list | None) -> bool:
+    return any(m["containerID"] == 0 for m in mappings or [])
+
+
+def write_id_maps(pid: int, linux: dict, tracer: Tracer) -> None:
+    """Runs in minirun's own process (outside): write the child's uid_map/gid_map."""
+    for key, name in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
+        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux[key])
+        path = f"/proc/{pid}/{name}"
+        with tracer.step("id-map", f"{name} (linux.{key})"):
+            _write(path, text)
+
+
+def unshare_rest(plan: Plan, tracer: Tracer) -> None:
+    kinds = [k for k in ORDER if k != "user" and plan.has_new(k)]
+    if not kinds:
+        return
+    flags = 0
+    for kind in kinds:
+        flags |= syscalls.NS_FLAGS[kind]
+    with tracer.step("unshare", " ".join(kinds)):
+        syscalls.unshare(flags)
+
+
+def write_time_offsets(offsets: dict, tracer: Tracer) -> None:
+    """Between unshare(CLONE_NEWTIME) and the first process in it (the init's fork)."""
+    text = "".join(f"{clock} {o.get('secs', 0)} {o.get('nanosecs', 0)}\n"
+                   for clock, o in offsets.items())
+    with tracer.step("time-offsets", "linux.timeOffsets"):
+        _write("/proc/self/timens_offsets", text)
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)

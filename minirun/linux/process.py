@@ -1,0 +1,160 @@
+"""The container process: rlimits, oom score, user, capabilities, cwd, and exec.
+
+Order follows runc: rlimits and oom_score_adj while still privileged; bounding set;
+keep capabilities across the uid switch; groups, gid, uid; then the exact capability
+sets; cwd as the user; no_new_privs; and, once `start` says go, close every fd the
+runtime holds (keeping 0-2 and --preserve-fds) and execve.
+"""
+
+import os
+import resource  # all imports happen before pivot_root: no Python library after it
+
+import prctl
+
+from minirun import syscalls
+from minirun.errors import MinirunError
+from minirun.linux import capabilities
+from minirun.steps import Tracer
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def apply_rlimits(rlimits: list[dict], tracer: Tracer) -> None:
+    for i, rl in enumerate(rlimits):
+        kind = rl["type"]
+        with tracer.step("rlimit", f"{kind} (process.rlimits[{i}])"):
+            limits = (_rlim(rl["soft"]), _rlim(rl["hard"]))
+            try:
+                resource.setrlimit(getattr(resource, kind), limits)
+            except (ValueError, OSError) as e:
+                _, cur_hard = resource.getrlimit(getattr(resource, kind))
+                why = str(e)
+                if isinstance(e, OSError) or _rlim(rl["hard"]) > cur_hard:
+                    why = (f"cannot raise the hard limit to {rl['hard']} above the runtime's "
+                           f"own ({cur_hard}) without CAP_SYS_RESOURCE")
+                raise MinirunError(f"setrlimit {kind} soft={rl['soft']} hard={rl['hard']}: "
+                                   f"{why}") from None
+
+
+def _rlim(value: int) -> int:
+    return resource.RLIM_INFINITY if value >= 2**63 else value
+
+
+def apply_oom_score_adj(value: int | None, tracer: Tracer) -> None:
+    if value is None:
+        return
+    with tracer.step("oom_score_adj", f"{value} (process.oomScoreAdj)"):
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(value))
+        except PermissionError:
+            with open("/proc/self/oom_score_adj") as f:
+                current = f.read().strip()
+            raise MinirunError(f"cannot set oom_score_adj to {value}: lowering it below the "
+                               f"runtime's own ({current}) needs CAP_SYS_RESOURCE") from None
+
+
+def cap_numbers(proc: dict) -> dict[str, list[int]]:
+    caps = proc.get("capabilities") or {}
+    limit = capabilities.last_cap()
+    out: dict[str, list[int]] = {}
+    for name in capabilities.CAP_SETS:
+        # Capabilities newer than the running kernel are skipped, as runc does.
+        nums = (capabilities.CAP_NUMBERS[c] for c in caps.get(name) or [])
+        out[name] = [n for n in nums if n <= limit]
+    return out
+
+
+def switch_user(proc: dict, in_userns: bool, tracer: Tracer) -> None:
+    """Bounding set, groups, gid, uid and the capability sets (needs root until the end)."""
+    user = proc.get("user") or {}
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    caps = cap_numbers(proc)
+    with tracer.step("capabilities", "bounding (process.capabilities.bounding)"):
+        capabilities.apply_bounding(caps["bounding"])
+    with tracer.step("user", f"uid={uid} gid={gid} (process.user)"):
+        prctl.set_keepcaps(True)
+        groups = user.get("additionalGids") or []
+        if not in_userns or _setgroups_allowed():
+            os.setgroups(groups)
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+        prctl.set_keepcaps(False)
+        # A uid change makes the process dumpable again: stay non-dumpable until exec.
+        syscalls.set_dumpable(False)
+    with tracer.step("capabilities", "effective permitted inheritable ambient"):
+        capabilities.apply_sets(caps)
+    if "umask" in user:
+        os.umask(user["umask"])
+
+
+def _setgroups_allowed() -> bool:
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "allow"
+    except OSError:
+        return True
+
+
+def enter_cwd(cwd: str, tracer: Tracer) -> None:
+    with tracer.step("chdir", f"{cwd} (process.cwd)"):
+        os.chdir(cwd)
+        # A leaked directory fd could leave cwd outside the root (CVE-2024-21626).
+        if not os.getcwd().startswith("/"):
+            raise MinirunError(f"process.cwd {cwd!r} is outside the container's root")
+
+
+def set_no_new_privs(tracer: Tracer) -> None:
+    with tracer.step("no_new_privs", "(process.noNewPrivileges)"):
+        prctl.set_no_new_privs(1)
+
+
+def find_executable(proc: dict) -> str:
+    """Resolve args[0] the way execvp would, inside the container's root (after pivot)."""
+    name = proc["args"][0]
+    if "/" in name:
+        _check_executable(name, name)
+        return name
+    path = DEFAULT_PATH
+    for entry in proc.get("env") or []:
+        if entry.startswith("PATH="):
+            path = entry[5:]
+    for d in path.split(":"):
+        candidate = os.path.join(d or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise MinirunError(f'exec "{name}": executable file not found in $PATH ({path}) '
+                       "(in the container's root)")
+
+
+def _check_executable(name: str, path: str) -> None:
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise MinirunError(f'exec "{name}": no such file or directory '
+                           "(in the container's root)") from None
+    except OSError as e:
+        raise MinirunError(f'exec "{name}": {e.strerror} (in the container\'s root)') from None
+    if os.path.isdir(path):
+        raise MinirunError(f'exec "{name}": is a directory (in the container\'s root)')
+    if not os.access(path, os.X_OK):
+        raise MinirunError(f'exec "{name}": permission denied (in the container\'s root)')
+
+
+def close_fds_for_exec(preserve_fds: int) -> None:
+    """Only 0-2 and the --preserve-fds ones survive exec (CVE-2024-21626 class)."""
+    first = 3 + preserve_fds
+    for fd in range(3, first):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    syscalls.close_range(first, 2**32 - 1, syscalls.CLOSE_RANGE_CLOEXEC)
+
+
+def exec_process(path: str, proc: dict) -> None:
+    env = {}
+    for entry in proc.get("env") or []:
+        key, _, value = entry.partition("=")
+        env[key] = value
+    os.execve(path, proc["args"], env)

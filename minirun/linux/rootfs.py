@@ -1,0 +1,381 @@
+"""The container's filesystem: mounts, /dev, pivot_root, masked and read-only paths.
+
+Runs in the container's init, in its new mount namespace, before pivot_root. Every
+destination is resolved *inside* the rootfs with openat2(RESOLVE_IN_ROOT): a symlink in
+the image (`/proc -> /`) can never make a mount land on the host (CVE-2021-30465). The
+resolved directory is then named to mount(2) as /proc/self/fd/N, so nothing can swap
+the path between the check and the mount.
+"""
+
+import os
+import stat
+
+from minirun import syscalls as sc
+from minirun.errors import ConfigError, MinirunError, SyscallError
+from minirun.linux import mountopts
+from minirun.steps import Tracer
+
+O_PATH_DIR = os.O_PATH | os.O_CLOEXEC
+IN_ROOT = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
+MAX_SYMLINKS = 40
+
+DEFAULT_DEVICES = (  # name, major, minor: the devices every container gets (runc's list)
+    ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7),
+    ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0),
+)
+DEV_LINKS = (
+    ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+)
+# Flags that an unprivileged (user-namespace) remount must keep: the kernel locks them.
+ST_TO_MS = ((os.ST_RDONLY, sc.MS_RDONLY), (os.ST_NOSUID, sc.MS_NOSUID),
+            (os.ST_NODEV, sc.MS_NODEV), (os.ST_NOEXEC, sc.MS_NOEXEC))
+
+
+def fdpath(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+class Rootfs:
+    """The rootfs of one container, addressed through an O_PATH fd on its directory."""
+
+    def __init__(self, path: str, tracer: Tracer, in_userns: bool) -> None:
+        self.path = path
+        self.tracer = tracer
+        self.in_userns = in_userns
+        self.fd = -1
+
+    # ----------------------------------------------------------- safe path handling
+
+    def open_in_root(self, dest: str, flags: int = O_PATH_DIR) -> int:
+        return sc.openat2(self.fd, dest, flags, IN_ROOT)
+
+    def make_path(self, dest: str, is_dir: bool, depth: int = 0) -> int:
+        """Create `dest` inside the rootfs (like mkdir -p, or a file) and return an
+        O_PATH fd on it. Symlinks on the way resolve inside the rootfs."""
+        try:
+            return self.open_in_root(dest)
+        except SyscallError as e:
+            if e.errno != 2 or depth > MAX_SYMLINKS:  # ENOENT: create what is missing
+                raise
+        parent, name = os.path.split(os.path.normpath("/" + dest))
+        if not name:
+            return self.open_in_root("/")
+        pfd = self.make_path(parent, True, depth + 1)
+        try:
+            self._create_entry(pfd, name, is_dir, dest)
+            return self.open_in_root(dest)
+        except SyscallError as e:
+            if e.errno != 2:
+                raise
+            # `name` is a dangling symlink: create its target, resolved in the root.
+            target = os.readlink(name, dir_fd=pfd)
+            base = parent if not target.startswith("/") else "/"
+            return self.make_path(os.path.join(base, target), is_dir, depth + 1)
+        finally:
+            os.close(pfd)
+
+    def _create_entry(self, pfd: int, name: str, is_dir: bool, dest: str) -> None:
+        try:
+            if is_dir:
+                os.mkdir(name, 0o755, dir_fd=pfd)
+            else:
+                fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o644, dir_fd=pfd)
+                os.close(fd)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise SyscallError("mkdir" if is_dir else "open(O_CREAT)", e.errno or 0,
+                               dest) from None
+
+    # ----------------------------------------------------------- the sequence
+
+    def prepare(self, cfg: dict, bundle: str) -> None:
+        linux = cfg.get("linux") or {}
+        with self.tracer.step("propagation", "/ " + (linux.get("rootfsPropagation")
+                                                     or "rslave")):
+            prop = linux.get("rootfsPropagation") or "rslave"
+            sc.mount(None, "/", None, mountopts.PROPAGATION_OPTIONS[prop] | sc.MS_REC)
+        with self.tracer.step("bind-rootfs", self.path):
+            sc.mount(self.path, self.path, None, sc.MS_BIND | sc.MS_REC)
+            if prop in ("shared", "rshared"):
+                _make_parent_private(self.path)
+        self.fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        mounts = cfg.get("mounts") or []
+        for i, m in enumerate(mounts):
+            with self.tracer.step("mount", f"{m['destination']} (mounts[{i}])"):
+                self.mount(m, bundle, f"mounts[{i}]")
+        if any(os.path.normpath(m["destination"]) == "/dev" for m in mounts):
+            self.populate_dev(linux.get("devices") or [])
+        elif linux.get("devices"):
+            self.create_devices(linux["devices"], "linux.devices")
+
+    def mount(self, m: dict, bundle: str, where: str) -> None:
+        opts = mountopts.parse(m.get("options") or [])
+        kind = m.get("type") or ""
+        source = m.get("source") or ""
+        is_bind = kind == "bind" or bool(opts.flags & sc.MS_BIND)
+        dest = m["destination"]
+        if is_bind:
+            opts.flags |= sc.MS_BIND
+            if not source.startswith("/"):
+                source = os.path.join(bundle, source)
+            try:
+                is_dir = stat.S_ISDIR(os.stat(source).st_mode)
+            except OSError as e:
+                raise ConfigError(f"{where}.source",
+                                  f"{source}: {os.strerror(e.errno or 0)}") from None
+        else:
+            is_dir = True
+        under = self.make_path(dest, is_dir)
+        try:
+            if is_bind:
+                self._bind(source, under, dest, opts)
+            else:
+                self._mount_fs(kind, source, under, dest, opts, where)
+            if opts.propagation or opts.attr_set or opts.attr_clr:
+                with self._reopen(dest) as top:
+                    for prop in opts.propagation:
+                        sc.mount(None, fdpath(top.fd), None, prop, shown=dest)
+                    if opts.attr_set or opts.attr_clr:
+                        sc.mount_setattr(top.fd, "", True, opts.attr_set, opts.attr_clr, dest)
+        finally:
+            os.close(under)
+
+    def _bind(self, source: str, under: int, dest: str, opts: mountopts.ParsedOptions) -> None:
+        flags = opts.flags & (sc.MS_BIND | sc.MS_REC)
+        sc.mount(source, fdpath(under), None, flags, shown=dest)
+        rest = opts.flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+        if rest:
+            with self._reopen(dest) as top:
+                remount_bind(fdpath(top.fd), rest, dest)
+
+    def _mount_fs(self, kind: str, source: str, under: int, dest: str,
+                  opts: mountopts.ParsedOptions, where: str) -> None:
+        if not kind:
+            raise ConfigError(f"{where}.type", "missing: say which filesystem to mount")
+        data = ",".join(opts.data) or None
+        fstype = "cgroup2" if kind == "cgroup" else kind
+        target = fdpath(under)
+        try:
+            sc.mount(source or kind, target, fstype, opts.flags, data, shown=dest)
+        except SyscallError as e:
+            if fstype == "sysfs" and e.errno == 1:
+                # Not owning the network namespace (user ns joining the host's): as runc,
+                # fall back to a read-only recursive bind of the host's /sys.
+                sc.mount("/sys", target, None, sc.MS_BIND | sc.MS_REC, shown=dest)
+                with self._reopen(dest) as top:
+                    remount_bind(fdpath(top.fd), opts.flags | sc.MS_RDONLY, dest)
+            else:
+                raise
+        if "tmpcopyup" in opts.extensions:
+            with self._reopen(dest) as top:
+                _copy_tree(under, top.fd)
+
+    def _reopen(self, dest: str) -> "_Fd":
+        """An fd on what is mounted at `dest` now (the one taken before is underneath)."""
+        return _Fd(self.open_in_root(dest))
+
+    # ----------------------------------------------------------- /dev
+
+    def populate_dev(self, devices: list[dict]) -> None:
+        defaults = [{"path": f"/dev/{n}", "type": "c", "major": ma, "minor": mi,
+                     "fileMode": 0o666, "uid": 0, "gid": 0} for n, ma, mi in DEFAULT_DEVICES]
+        given = {os.path.normpath(d["path"]) for d in devices}
+        self.create_devices([d for d in defaults if d["path"] not in given], "default devices")
+        self.create_devices(devices, "linux.devices")
+        with self.tracer.step("dev-links", "/dev"):
+            dev = self.open_in_root("/dev", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                links = list(DEV_LINKS)
+                if os.path.exists("/proc/kcore"):
+                    links.append(("core", "/proc/kcore"))
+                for name, target in links:
+                    try:
+                        os.symlink(target, name, dir_fd=dev)
+                    except FileExistsError:
+                        pass
+                _ptmx_link(dev)
+            finally:
+                os.close(dev)
+
+    def create_devices(self, devices: list[dict], where: str) -> None:
+        for i, d in enumerate(devices):
+            label = f"{where}[{i}]" if where == "linux.devices" else where
+            with self.tracer.step("device", f"{d['path']} ({label})"):
+                self._device(d)
+
+    def _device(self, d: dict) -> None:
+        path = os.path.normpath(d["path"])
+        parent_fd = self.make_path(os.path.dirname(path), True)
+        name = os.path.basename(path)
+        mode = d.get("fileMode", 0o666) & 0o7777
+        kinds = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+        try:
+            try:
+                os.unlink(name, dir_fd=parent_fd)
+            except FileNotFoundError:
+                pass
+            if self.in_userns:
+                # mknod is not allowed in a user namespace: bind the host's node instead.
+                self._bind_device(parent_fd, name, path)
+            else:
+                rdev = os.makedev(d.get("major", 0), d.get("minor", 0))
+                os.mknod(name, kinds[d["type"]] | mode, rdev, dir_fd=parent_fd)
+                os.chmod(name, mode, dir_fd=parent_fd)
+                os.chown(name, d.get("uid", 0), d.get("gid", 0), dir_fd=parent_fd)
+        except OSError as e:
+            raise SyscallError("mknod", e.errno or 0, path) from None
+        finally:
+            os.close(parent_fd)
+
+    def _bind_device(self, parent_fd: int, name: str, path: str) -> None:
+        fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644, dir_fd=parent_fd)
+        os.close(fd)
+        with self._reopen(path) as node:
+            sc.mount(path, fdpath(node.fd), None, sc.MS_BIND, shown=path)
+
+    # ----------------------------------------------------------- entering the root
+
+    def pivot(self, no_pivot: bool) -> None:
+        if no_pivot:
+            with self.tracer.step("move-root", self.path):
+                os.chdir(self.path)
+                sc.mount(self.path, "/", None, sc.MS_MOVE)
+                os.chroot(".")
+                os.chdir("/")
+        else:
+            with self.tracer.step("pivot_root", self.path):
+                _pivot_root(self.path)
+        os.close(self.fd)
+        self.fd = -1
+
+
+def _pivot_root(path: str) -> None:
+    """pivot_root(".", ".") then detach the old root stacked under the new one (runc's
+    way: no directory for the old root is left inside the container)."""
+    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    new_root = os.open(path, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchdir(new_root)
+        sc.pivot_root(".", ".")
+        os.fchdir(old_root)
+        # Keep the unmount below from propagating to the host's mounts.
+        sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC, shown="old root")
+        sc.umount2(".", sc.MNT_DETACH)
+        os.chdir("/")
+    finally:
+        os.close(old_root)
+        os.close(new_root)
+
+
+def _make_parent_private(path: str) -> None:
+    """pivot_root refuses a new root whose parent mount is shared."""
+    parent = os.path.dirname(path)
+    best = "/"
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if (parent == point or parent.startswith(point.rstrip("/") + "/")) \
+                    and len(point) > len(best):
+                best = point
+    sc.mount(None, best, None, sc.MS_PRIVATE)
+
+
+def remount_bind(target: str, flags: int, shown: str) -> None:
+    """Remount a bind mount with `flags`; keep the flags the kernel has locked."""
+    base = sc.MS_BIND | sc.MS_REMOUNT
+    try:
+        sc.mount(None, target, None, base | flags, shown=shown)
+    except SyscallError as e:
+        if e.errno != 1:
+            raise
+        locked = 0
+        st = os.statvfs(target)
+        for st_flag, ms_flag in ST_TO_MS:
+            if st.f_flag & st_flag:
+                locked |= ms_flag
+        sc.mount(None, target, None, base | flags | locked, shown=shown)
+
+
+def _ptmx_link(dev: int) -> None:
+    try:
+        os.unlink("ptmx", dir_fd=dev)
+    except FileNotFoundError:
+        pass
+    os.symlink("pts/ptmx", "ptmx", dir_fd=dev)
+
+
+def _copy_tree(src_fd: int, dst_fd: int) -> None:
+    """tmpcopyup: copy what was under a tmpfs mount into it (before pivot_root, so the
+    import still finds the Python library)."""
+    import shutil
+
+    src, dst = fdpath(src_fd), fdpath(dst_fd)
+    for name in os.listdir(src):
+        s, d = os.path.join(src, name), os.path.join(dst, name)
+        if os.path.isdir(s) and not os.path.islink(s):
+            shutil.copytree(s, d, symlinks=True)
+        else:
+            shutil.copy2(s, d, follow_symlinks=False)
+
+
+class _Fd:
+    """An fd closed at the end of a `with` block."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> "_Fd":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+# ----------------------------------------------------------- after pivot_root
+
+def mask_paths(paths: list[str], tracer: Tracer) -> None:
+    """linux.maskedPaths: /dev/null over files, an empty read-only tmpfs over dirs."""
+    for i, path in enumerate(paths):
+        with tracer.step("mask", f"{path} (linux.maskedPaths[{i}])"):
+            try:
+                is_dir = stat.S_ISDIR(os.stat(path).st_mode)
+            except FileNotFoundError:
+                continue
+            if is_dir:
+                sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, None)
+            else:
+                sc.mount("/dev/null", path, None, sc.MS_BIND)
+
+
+def readonly_paths(paths: list[str], tracer: Tracer) -> None:
+    for i, path in enumerate(paths):
+        with tracer.step("readonly", f"{path} (linux.readonlyPaths[{i}])"):
+            if not os.path.exists(path):
+                continue
+            sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
+            remount_bind(path, sc.MS_RDONLY | sc.MS_REC, path)
+
+
+def readonly_root(tracer: Tracer) -> None:
+    with tracer.step("readonly-root", "/ (root.readonly)"):
+        remount_bind("/", sc.MS_RDONLY, "/")
+
+
+def write_sysctls(sysctl: dict, tracer: Tracer) -> None:
+    for key, value in sysctl.items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        with tracer.step("sysctl", f"{key}={value} (linux.sysctl)"):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise MinirunError(f"linux.sysctl.{key}: no such sysctl ({path})") from None
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)

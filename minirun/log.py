@@ -1,0 +1,70 @@
+"""minirun's log: --log FILE, --log-format text|json, --debug.
+
+Errors always reach stderr as one plain line (`minirun: ...`). When --log names a
+file, every record also goes there in the chosen format; runc's JSON lines are
+`{"level": ..., "msg": ..., "time": RFC 3339}`, and engines show the last error line.
+"""
+
+import json
+import os
+import sys
+import time
+
+
+class Log:
+    def __init__(self) -> None:
+        self.debug_enabled = False
+        self.format = "text"
+        self.path: str | None = None
+        self._file = None
+
+    def configure(self, path: str | None, fmt: str, debug: bool) -> None:
+        self.path = path
+        self.format = fmt
+        self.debug_enabled = debug
+
+    def _out(self):
+        if self._file is None and self.path:
+            try:
+                self._file = open(self.path, "a", buffering=1)  # noqa: SIM115
+            except OSError as e:
+                self.path = None
+                self.error(f"cannot open log file: {e}")
+        return self._file
+
+    def _record(self, level: str, msg: str) -> None:
+        f = self._out()
+        if self.format == "json":
+            line = json.dumps({"level": level, "msg": msg, "time": _now()})
+        else:
+            line = f'time="{_now()}" level={level} msg={json.dumps(msg)}'
+        if f is not None:
+            f.write(line + "\n")
+        elif self.format == "json":
+            sys.stderr.write(line + "\n")
+            return
+        if f is None or level == "error" or (level == "debug" and self.debug_enabled):
+            prefix = "minirun: " if level == "error" else f"minirun: {level}: "
+            sys.stderr.write(prefix + msg + "\n")
+
+    def error(self, msg: str) -> None:
+        self._record("error", msg)
+
+    def warn(self, msg: str) -> None:
+        self._record("warning", msg)
+
+    def debug(self, msg: str) -> None:
+        if self.debug_enabled:
+            self._record("debug", msg)
+
+
+def _now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
+
+
+log = Log()
+
+
+def pid_tag() -> str:
+    return f"[{os.getpid()}]"

@@ -1,0 +1,119 @@
+"""Container state on disk: one directory per container under --root.
+
+Layout of ROOT/ID/: `state.json` (written atomically: temp file + rename) and
+`exec.sock` (the created container's init waits on it until `start`). A container
+directory is claimed with mkdir(2), which is atomic: of two concurrent `create`s of one
+id exactly one wins. Commands that change a container hold flock(2) on its directory,
+so they serialize.
+"""
+
+import fcntl
+import json
+import os
+import time
+
+from minirun.errors import MinirunError
+
+STATE_FILE = "state.json"
+EXEC_SOCK = "exec.sock"
+
+
+class NotFound(MinirunError):
+    pass
+
+
+class Store:
+    """The --root directory."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+
+    def path(self, cid: str) -> str:
+        return os.path.join(self.root, cid)
+
+    def claim(self, cid: str) -> "ContainerDir":
+        """Create the directory of a new container, locked; fails if the id is in use."""
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        path = self.path(cid)
+        try:
+            os.mkdir(path, 0o711)
+        except FileExistsError:
+            raise MinirunError(f"container {cid!r} already exists "
+                               f"(in {self.root}; `delete` it first)") from None
+        return ContainerDir(cid, path, fcntl.LOCK_EX)
+
+    def open(self, cid: str, exclusive: bool = True) -> "ContainerDir":
+        path = self.path(cid)
+        try:
+            d = ContainerDir(cid, path, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except FileNotFoundError:
+            raise NotFound(f"container {cid!r} does not exist (in {self.root})") from None
+        if not os.path.exists(os.path.join(path, STATE_FILE)):
+            # Removed while we waited for the lock, or a create that died very early.
+            d.close()
+            raise NotFound(f"container {cid!r} does not exist (in {self.root})")
+        return d
+
+    def ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if os.path.isfile(os.path.join(self.root, n, STATE_FILE)))
+
+
+class ContainerDir:
+    """One container's state directory, held under flock while this object lives."""
+
+    def __init__(self, cid: str, path: str, lock: int) -> None:
+        self.id = cid
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(self.fd, lock)
+
+    def read(self) -> dict:
+        try:
+            with open(os.path.join(self.path, STATE_FILE)) as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise MinirunError(f"container {self.id!r}: unreadable state in {self.path}: "
+                               f"{e}") from None
+
+    def write(self, state: dict) -> None:
+        tmp = os.path.join(self.path, f".{STATE_FILE}.tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+        os.rename(tmp, os.path.join(self.path, STATE_FILE))
+
+    def remove(self) -> None:
+        for name in os.listdir(self.path):
+            try:
+                os.unlink(os.path.join(self.path, name))
+            except FileNotFoundError:
+                pass
+        os.rmdir(self.path)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def rfc3339_now() -> str:
+    """UTC time as RFC 3339 with nanoseconds, as runc writes `created`."""
+    ns = time.time_ns()
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat: tells a live pid from a recycled one."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None  # a zombie has exited: the container is stopped
+    return int(fields[19])
