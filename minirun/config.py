@@ -302,7 +302,7 @@ def _resources(res: dict) -> None:
                               f"{NOT_YET} (only the device rules are accepted)")
 
 
-ID_RE = re.compile(r"^[\w+\-.]+$", re.ASCII)
+ID_RE = re.compile(r"[\w+\-.]+", re.ASCII)
 
 
 def _cross_checks(doc: dict, linux: dict) -> None:
@@ -349,7 +349,7 @@ def _check_sysctl(key: str, kinds: dict) -> None:
 
 
 def check_id(container_id: str) -> None:
-    if not ID_RE.match(container_id) or container_id in (".", ".."):
+    if not ID_RE.fullmatch(container_id) or container_id in (".", ".."):
         from minirun.errors import MinirunError
 
         raise MinirunError(f"invalid container id {container_id!r}: use letters, digits "

@@ -303,11 +303,10 @@ def kill(store: Store, cid: str, sig: int, all_processes: bool) -> None:
     cdir = store.open(cid, exclusive=False)
     try:
         st = cdir.read()
-        current = status(st)
-        if current not in ("created", "running"):
-            raise MinirunError(f"cannot kill container {cid!r}: it is {current}")
-        pidfd = _pidfd_of(st)
+        pidfd = _pidfd_of(st) if status(st) in ("created", "running") else None
         if pidfd is None:
+            if all_processes:
+                return  # as runc: nothing left to signal is not an error for --all
             raise MinirunError(f"cannot kill container {cid!r}: it is stopped")
         try:
             if all_processes:

@@ -45,10 +45,10 @@ class Step:
             self._emit(took, None)
             return
         new = exc
+        label = f"{self.name} {self.target}".strip()
         if isinstance(exc, OSError) and not isinstance(exc, MinirunError):
-            new = _from_oserror(exc)
-        if isinstance(new, MinirunError) and not getattr(new, "step_labelled", False):
-            label = f"{self.name} {self.target}".strip()
+            new = _from_oserror(exc, label)
+        elif isinstance(new, MinirunError) and not getattr(new, "step_labelled", False):
             new.args = (f"{label}: {new}",)
             new.step_labelled = True  # type: ignore[attr-defined]
         self._emit(took, str(new))
@@ -60,12 +60,18 @@ class Step:
             self.tracer.sink(self.name, self.target, took, err)
 
 
-def _from_oserror(e: OSError) -> MinirunError:
+def _from_oserror(e: OSError, label: str) -> MinirunError:
     """Python's own os calls raise OSError: give them the same one-line shape."""
-    from minirun.errors import SyscallError
+    import os
 
-    call = getattr(e, "minirun_call", None) or "syscall"
-    return SyscallError(call, e.errno or 0, e.filename)
+    from minirun.errors import errno_name
+
+    err = e.errno or 0
+    path = os.fsdecode(e.filename) if e.filename is not None else ""
+    where = f" ({path})" if path and path not in label else ""
+    new = MinirunError(f"{label}: {os.strerror(err)} ({errno_name(err)}){where}")
+    new.step_labelled = True  # type: ignore[attr-defined]
+    return new
 
 
 def format_step(name: str, target: str, took: float, err: str | None) -> str:

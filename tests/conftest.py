@@ -303,15 +303,22 @@ def cid(ctx: TestCtx) -> Callable[..., str]:
     return ctx.new_id
 
 
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("containers need root (these tests run as root)")
+
+
 @pytest.fixture
 def runtime(ctx: TestCtx, _leak_guard: None) -> Runtime:
     """The runtime under test (MINIRUN_BIN) with this test's own --root."""
+    _need_root()
     return ctx.add_runtime(MINIRUN_BIN, "minirun")
 
 
 @pytest.fixture
 def make_runtime(ctx: TestCtx, _leak_guard: None) -> Callable[[str, str], Runtime]:
     """Factory: ``make_runtime(binary, name)`` -> Runtime with its own root."""
+    _need_root()
     return ctx.add_runtime
 
 

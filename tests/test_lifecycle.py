@@ -135,6 +135,22 @@ def test_process_exit_gives_stopped(runtime, bundle, cid):
     assert st["id"] == c
 
 
+def test_zombie_init_is_stopped(runtime, bundle, cid):
+    """The caller is a child subreaper (as containerd's shim and conmon are):
+    the container's init re-parents to it and, once it exits, stays a zombie
+    until the caller reaps it. A zombie init is a stopped container."""
+    c = cid()
+    runtime.ok("create", "--bundle", bundle(["true"]), c)
+    pid = runtime.state(c)["pid"]
+    runtime.ok("start", c)
+    wait_for(lambda: proc_table().get(pid, (0, "?"))[1] == "Z", "the init to become a zombie")
+    assert proc_table()[pid][0] == os.getpid(), "the init must re-parent to the caller"
+    st = runtime.state(c)
+    assert st["status"] == "stopped"
+    assert st["pid"] == 0
+    runtime.ok("delete", c)
+
+
 def test_start_twice_fails(runtime, bundle, cid):
     c = cid()
     runtime.ok("create", "--bundle", bundle(SLEEP), c)

@@ -73,7 +73,7 @@ class Launch:
 
 def setup_process(launch: Launch, chan: Channel) -> None:
     """The intermediate process: namespaces, then fork the init into them."""
-    tracer = Tracer(chan.step)
+    tracer = Tracer(chan.step if launch.debug else None)
     try:
         if launch.debug:
             import traceback  # noqa: F401 - needed after pivot_root, where it cannot load
@@ -127,7 +127,7 @@ def _describe_status(status: int) -> str:
 
 def init_process(launch: Launch, chan: Channel, parent: int) -> None:
     """The container's init: build its world, wait for `start`, exec the process."""
-    tracer = Tracer(chan.step)
+    tracer = Tracer(chan.step if launch.debug else None)
     cfg, proc, linux, plan = launch.cfg, launch.cfg["process"], launch.linux, launch.plan
     conn = None
     try:
@@ -139,8 +139,9 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
             with tracer.step("link-up", "lo"):
                 syscalls.link_up("lo")
         in_userns = "user" in plan.new or "user" in plan.join
-        root = rootfs.Rootfs(launch.rootfs, tracer, in_userns)
+        root = rootfs.Rootfs(launch.rootfs, tracer, in_userns, plan.has_new("cgroup"))
         root.prepare(cfg, launch.bundle)
+        root.make_cwd(proc.get("cwd") or "/")
         root.pivot(launch.no_pivot)
         rootfs.write_sysctls(linux.get("sysctl") or {}, tracer)
         rootfs.readonly_paths(linux.get("readonlyPaths") or [], tracer)
@@ -154,6 +155,7 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
         process.apply_oom_score_adj(proc.get("oomScoreAdj"), tracer)
         process.switch_user(proc, in_userns, tracer)
         process.enter_cwd(proc.get("cwd") or "/", tracer)
+        env = process.process_env(proc)
         with tracer.step("find-executable", f"{proc['args'][0]} (process.args[0])"):
             path = process.find_executable(proc)
         if proc.get("noNewPrivileges"):
@@ -164,7 +166,7 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
         conn, _ = launch.listener.accept()  # blocks until `minirun start`
         launch.listener.close()
         process.close_fds_for_exec(launch.preserve_fds)
-        process.exec_process(path, proc)
+        process.exec_process(path, proc, env)
     except BaseException as e:  # noqa: BLE001
         if conn is None:
             chan.fail(e, launch.debug)

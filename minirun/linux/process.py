@@ -152,9 +152,28 @@ def close_fds_for_exec(preserve_fds: int) -> None:
     syscalls.close_range(first, 2**32 - 1, syscalls.CLOSE_RANGE_CLOEXEC)
 
 
-def exec_process(path: str, proc: dict) -> None:
+def process_env(proc: dict) -> dict[str, str]:
+    """process.env, plus HOME from the container's /etc/passwd when unset (as runc)."""
     env = {}
     for entry in proc.get("env") or []:
         key, _, value = entry.partition("=")
         env[key] = value
+    if "HOME" not in env:
+        env["HOME"] = _home_of((proc.get("user") or {}).get("uid", 0))
+    return env
+
+
+def _home_of(uid: int) -> str:
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 6 and fields[2] == str(uid):
+                    return fields[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def exec_process(path: str, proc: dict, env: dict[str, str]) -> None:
     os.execve(path, proc["args"], env)

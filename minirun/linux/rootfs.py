@@ -39,10 +39,12 @@ def fdpath(fd: int) -> str:
 class Rootfs:
     """The rootfs of one container, addressed through an O_PATH fd on its directory."""
 
-    def __init__(self, path: str, tracer: Tracer, in_userns: bool) -> None:
+    def __init__(self, path: str, tracer: Tracer, in_userns: bool,
+                 new_cgroupns: bool) -> None:
         self.path = path
         self.tracer = tracer
         self.in_userns = in_userns
+        self.new_cgroupns = new_cgroupns
         self.fd = -1
 
     # ----------------------------------------------------------- safe path handling
@@ -158,6 +160,15 @@ class Rootfs:
         data = ",".join(opts.data) or None
         fstype = "cgroup2" if kind == "cgroup" else kind
         target = fdpath(under)
+        if fstype == "cgroup2" and not self.new_cgroupns:
+            # As runc: without a cgroup namespace, show the container its own cgroup by
+            # binding it from the host's cgroup2 mount (a fresh cgroup2 mount would show
+            # the host's whole tree, and costs ~10 ms).
+            source = own_cgroup_dir()
+            sc.mount(source, target, None, sc.MS_BIND | sc.MS_REC, shown=dest)
+            with self._reopen(dest) as top:
+                remount_bind(fdpath(top.fd), opts.flags, dest)
+            return
         try:
             sc.mount(source or kind, target, fstype, opts.flags, data, shown=dest)
         except SyscallError as e:
@@ -176,6 +187,11 @@ class Rootfs:
     def _reopen(self, dest: str) -> "_Fd":
         """An fd on what is mounted at `dest` now (the one taken before is underneath)."""
         return _Fd(self.open_in_root(dest))
+
+    def make_cwd(self, cwd: str) -> None:
+        """runc creates a missing process.cwd (as root, before the user switch)."""
+        with self.tracer.step("mkdir-cwd", f"{cwd} (process.cwd)"):
+            os.close(self.make_path(cwd, True))
 
     # ----------------------------------------------------------- /dev
 
@@ -269,6 +285,22 @@ def _pivot_root(path: str) -> None:
     finally:
         os.close(old_root)
         os.close(new_root)
+
+
+def own_cgroup_dir() -> str:
+    """This process's directory in the host's cgroup2 hierarchy."""
+    with open("/proc/self/cgroup") as f:
+        rel = next((line[3:].strip() for line in f if line.startswith("0::")), None)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.startswith("cgroup2 "):
+                fields = left.split()
+                root, point = fields[3], fields[4].replace("\\040", " ")
+                if rel is not None and (rel + "/").startswith(root.rstrip("/") + "/"):
+                    return point + rel[len(root.rstrip("/")):]
+    raise MinirunError("mounts: type cgroup: this host has no cgroup2 hierarchy to show "
+                       "the container (minirun supports cgroup v2 only)")
 
 
 def _make_parent_private(path: str) -> None:
