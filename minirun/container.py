@@ -123,6 +123,9 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
             elif kind == "userns":
                 namespaces.write_id_maps(child, cfg["linux"], tracer)
                 ours.send(b'{"type": "ok"}')
+            elif kind == "timens":
+                namespaces.write_time_offsets(child, cfg["linux"]["timeOffsets"], tracer)
+                ours.send(b'{"type": "ok"}')
             elif kind == "pid":
                 pids.append(msg["pid"])
             elif kind == "ready":

@@ -89,7 +89,10 @@ def setup_process(launch: Launch, chan: Channel) -> None:
             namespaces.become_root_in_userns(launch.linux)
         namespaces.unshare_rest(plan, tracer)
         if plan.has_new("time") and launch.linux.get("timeOffsets"):
-            namespaces.write_time_offsets(launch.linux["timeOffsets"], tracer)
+            # Written by the runtime: we are non-dumpable, so our /proc files are root's
+            # (the host's root) and a user namespace's root cannot write them.
+            chan.send({"type": "timens"})
+            chan.recv()
         pid = os.fork()
         if pid == 0:
             init_process(launch, chan, os.getppid())

@@ -88,12 +88,13 @@ def unshare_rest(plan: Plan, tracer: Tracer) -> None:
         syscalls.unshare(flags)
 
 
-def write_time_offsets(offsets: dict, tracer: Tracer) -> None:
-    """Between unshare(CLONE_NEWTIME) and the first process in it (the init's fork)."""
+def write_time_offsets(pid: int, offsets: dict, tracer: Tracer) -> None:
+    """Runs in minirun's own process: between the set-up process's
+    unshare(CLONE_NEWTIME) and the first process in that namespace (the init)."""
     text = "".join(f"{clock} {o.get('secs', 0)} {o.get('nanosecs', 0)}\n"
                    for clock, o in offsets.items())
     with tracer.step("time-offsets", "linux.timeOffsets"):
-        _write("/proc/self/timens_offsets", text)
+        _write(f"/proc/{pid}/timens_offsets", text)
 
 
 def _write(path: str, text: str) -> None:
