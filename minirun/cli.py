@@ -223,6 +223,9 @@ def _list(store, opts: dict, args: list[str]) -> int:
     if fmt not in ("table", "json"):
         raise UsageError(f"--format must be table or json, not {fmt!r}")
     states = container.list_all(store)
+    for st in states:
+        # As runc: `state` says owner "", `list` names the owner of the state directory.
+        st["owner"] = _owner_name(store.path(st["id"]))
     if opts.get("quiet"):
         for st in states:
             print(st["id"])
@@ -237,6 +240,19 @@ def _list(store, opts: dict, args: list[str]) -> int:
         for r in rows:
             print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return 0
+
+
+def _owner_name(path: str) -> str:
+    import pwd
+
+    try:
+        uid = os.stat(path).st_uid
+    except OSError:
+        return ""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
 
 
 def parse_signal(text: str) -> int:

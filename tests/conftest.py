@@ -144,7 +144,7 @@ class Result(subprocess.CompletedProcess):
 class Runtime:
     """Runs ``[binary, "--root", root, *args]`` with a timeout."""
 
-    def __init__(self, binary: str, root: Path, workdir: Path, ctx: TestCtx, name: str = "rt"):
+    def __init__(self, binary: str, root: Path, workdir: Path, ctx: CaseCtx, name: str = "rt"):
         self.binary = binary
         self.root = Path(root)
         self.workdir = Path(workdir)
@@ -259,7 +259,7 @@ def _sanitize(name: str) -> str:
 
 
 @dataclass
-class TestCtx:
+class CaseCtx:
     tmp: Path
     testname: str
     ids: list[str] = field(default_factory=list)
@@ -268,6 +268,7 @@ class TestCtx:
     # directories outside tmp that the test made (see public_tmp); leak-checked
     # like tmp and removed after the test
     extra_dirs: list[Path] = field(default_factory=list)
+    bundles: list[Path] = field(default_factory=list)
 
     @property
     def paths(self) -> list[str]:
@@ -293,12 +294,12 @@ def rootfs_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def ctx(request: pytest.FixtureRequest, tmp_path: Path) -> TestCtx:
-    return TestCtx(tmp=tmp_path, testname=request.node.name)
+def ctx(request: pytest.FixtureRequest, tmp_path: Path) -> CaseCtx:
+    return CaseCtx(tmp=tmp_path, testname=request.node.name)
 
 
 @pytest.fixture
-def cid(ctx: TestCtx) -> Callable[..., str]:
+def cid(ctx: CaseCtx) -> Callable[..., str]:
     """Factory of unique container ids: ``cid()`` -> ``t-<test>-<random>``."""
     return ctx.new_id
 
@@ -309,14 +310,14 @@ def _need_root() -> None:
 
 
 @pytest.fixture
-def runtime(ctx: TestCtx, _leak_guard: None) -> Runtime:
+def runtime(ctx: CaseCtx, _leak_guard: None) -> Runtime:
     """The runtime under test (MINIRUN_BIN) with this test's own --root."""
     _need_root()
     return ctx.add_runtime(MINIRUN_BIN, "minirun")
 
 
 @pytest.fixture
-def make_runtime(ctx: TestCtx, _leak_guard: None) -> Callable[[str, str], Runtime]:
+def make_runtime(ctx: CaseCtx, _leak_guard: None) -> Callable[[str, str], Runtime]:
     """Factory: ``make_runtime(binary, name)`` -> Runtime with its own root."""
     _need_root()
     return ctx.add_runtime
@@ -348,7 +349,7 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 
 @pytest.fixture
-def public_tmp(ctx: TestCtx) -> Path:
+def public_tmp(ctx: CaseCtx) -> Path:
     """A fresh directory under /tmp that every user can traverse (mode 0711),
     for bundles used with user namespaces: pytest's own tmp_path sits below a
     0700 directory that a mapped (non-root) uid cannot enter. Removed after the
@@ -362,7 +363,7 @@ def public_tmp(ctx: TestCtx) -> Path:
 
 
 @pytest.fixture
-def bundle(ctx: TestCtx, rootfs_cache: Path) -> Callable[..., Path]:
+def bundle(ctx: CaseCtx, rootfs_cache: Path) -> Callable[..., Path]:
     """Factory: ``bundle(args, config_edits=None, *, name, config, base)`` -> bundle dir.
 
     The config is runc's default spec (terminal false) with the given args,
@@ -380,6 +381,7 @@ def bundle(ctx: TestCtx, rootfs_cache: Path) -> Callable[..., Path]:
             cfg.setdefault("process", {})["args"] = list(args)
         cfg = apply_edits(cfg, config_edits)
         make_bundle(d, [], config=cfg, cache=rootfs_cache)
+        ctx.bundles.append(d)
         return d
 
     return make
@@ -576,8 +578,19 @@ def ns_inode(pid: int | str, ns: str) -> str:
 # --------------------------------------------------------------------------
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    rep = yield
+    if rep.when == "call":
+        item.stash[_CALL_FAILED] = rep.failed
+    return rep
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-def _leak_guard(ctx: TestCtx):
+def _leak_guard(ctx: CaseCtx, request: pytest.FixtureRequest):
     mounts_before = {m.key for m in host_mounts()}
     net_before = net_ifaces()
     cg_before = cgroup_dirs()
@@ -626,12 +639,13 @@ def _leak_guard(ctx: TestCtx):
         if refs:
             problems.append(f"processes referencing {path}: {refs}")
 
-    # 3. mounts mentioning the test's paths, and namespace bind mounts
+    # 3. mounts (namespace bind mounts included) mentioning the test's paths
     new_mounts = [m for m in host_mounts() if m.key not in mounts_before]
+    # Only mounts that mention this test's paths (bundles, state root, its
+    # namespace bind mounts): other sessions share this host and mount and
+    # unmount things of their own at the same time.
     leaked = [m for m in new_mounts
-              if any(t in m.mountpoint or t in m.root or t in m.source for t in ctx.paths)
-              or (m.fstype == "nsfs"
-                  and not m.mountpoint.startswith(("/run/netns", "/var/run/netns")))]
+              if any(t in m.mountpoint or t in m.root or t in m.source for t in ctx.paths)]
     if leaked:
         problems.append("mounts left behind: " + "; ".join(
             f"{m.mountpoint} ({m.fstype} {m.source} root={m.root})" for m in leaked))
@@ -660,6 +674,15 @@ def _leak_guard(ctx: TestCtx):
                 os.rmdir(d)
             except OSError:
                 pass
+
+    # The rootfs copies are ~2 MB each and pytest keeps the last three runs'
+    # tmp dirs: drop them unless the test failed (then they may tell why).
+    if not request.node.stash.get(_CALL_FAILED, False):
+        mounted = [m.mountpoint for m in host_mounts()]
+        for b in ctx.bundles:
+            rootfs = b / "rootfs"
+            if rootfs.is_dir() and not any(mp.startswith(str(rootfs)) for mp in mounted):
+                subprocess.run(["rm", "-rf", "--one-file-system", "--", str(rootfs)])
 
     for d in ctx.extra_dirs:
         if any(str(d) in m.mountpoint for m in host_mounts()):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -416,6 +417,46 @@ def test_run_detach_short_flag_and_pid_file(runtime, bundle, cid, tmp_path):
     pf = tmp_path / "p.pid"
     runtime.ok("run", "-d", "--pid-file", pf, "--bundle", bundle(SLEEP), c)
     assert pf.read_text() == str(runtime.state(c)["pid"])
+
+
+def test_run_passes_stdin(run_container, runtime, bundle, cid):
+    b = bundle(["sh", "-c", "cat; echo done"])
+    r = runtime("run", "--bundle", b, cid(), input="line one\nline two\n")
+    assert r.returncode == 0, r
+    assert r.stdout == "line one\nline two\ndone\n"
+
+
+def test_init_killed_from_host_is_stopped(runtime, bundle, cid):
+    c = cid()
+    runtime.ok("run", "-d", "--bundle", bundle(SLEEP), c)
+    pid = runtime.state(c)["pid"]
+    os.kill(pid, signal.SIGKILL)  # the container this test started
+    st = runtime.wait_status(c, "stopped")
+    assert st["pid"] == 0
+    runtime.ok("delete", c)
+
+
+def test_delete_force_created_and_running(runtime, bundle, cid):
+    c1, c2 = cid("created"), cid("running")
+    runtime.ok("create", "--bundle", bundle(SLEEP), c1)
+    runtime.ok("run", "-d", "--bundle", bundle(SLEEP), c2)
+    pids = [runtime.state(c)["pid"] for c in (c1, c2)]
+    for c in (c1, c2):
+        runtime.ok("delete", "--force", c)
+        assert runtime("state", c).returncode != 0
+    wait_for(lambda: not any(pid_alive(p) for p in pids), "both inits to die")
+
+
+def test_commands_do_not_hold_caller_pipes(runtime, bundle, cid, tmp_path):
+    """start, state, kill, delete and list are run by engines with pipes they
+    read to EOF: nothing the runtime leaves running may hold them open."""
+    c = cid()
+    runtime.ok("create", "--bundle", bundle(SLEEP), c)  # the container gets files
+    for args in (["start", c], ["state", c], ["list"], ["kill", c, "KILL"],
+                 ["delete", "--force", c]):
+        p = subprocess.run(runtime.argv(*args), stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=TIMEOUT)
+        assert p.returncode == 0, (args, p)
 
 
 # ---------------------------------------------------------------- list / state

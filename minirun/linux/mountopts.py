@@ -27,6 +27,7 @@ FLAG_OPTIONS: dict[str, tuple[bool, int]] = {
     "iversion": (False, lib.MS_I_VERSION), "noiversion": (True, lib.MS_I_VERSION),
     "silent": (False, lib.MS_SILENT), "loud": (True, lib.MS_SILENT),
     "nosymfollow": (False, lib.MS_NOSYMFOLLOW), "symfollow": (True, lib.MS_NOSYMFOLLOW),
+    "acl": (False, lib.MS_POSIXACL), "noacl": (True, lib.MS_POSIXACL),
     "bind": (False, lib.MS_BIND), "rbind": (False, lib.MS_BIND | lib.MS_REC),
 }
 
