@@ -13,16 +13,13 @@ import socket
 
 from minirun import OCI_VERSION, config, syscalls
 from minirun.errors import ConfigError, MinirunError
+from minirun.launch import SetupSession, log_step, wait_gone
 from minirun.log import log
 from minirun.state import EXEC_SOCK, ContainerDir, NotFound, Store, process_start_time
 from minirun.state import rfc3339_now as now
-from minirun.steps import Tracer, format_step
+from minirun.steps import Tracer
 
 STOP_TIMEOUT = 10.0  # seconds to wait for a SIGKILLed init to go
-
-
-def _log_step(name: str, target: str, took: float, err: str | None) -> None:
-    log.debug(format_step(name, target, took, err))
 
 
 # ---------------------------------------------------------------- status
@@ -66,24 +63,26 @@ def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
     if int(opts.get("preserve_fds") or 0) < 0:
         raise MinirunError("--preserve-fds must not be negative")
     cdir = store.claim(cid)
-    pids: list[int] = []
+    session = SetupSession()
     try:
         st = {"id": cid, "status": "creating", "pid": 0, "bundle": bundle, "rootfs": rootfs,
               "created": now(), "owner": "", "annotations": cfg.get("annotations") or {},
               "namespaces": [ns["type"] for ns in cfg["linux"].get("namespaces") or []
                              if not ns.get("path")]}
         cdir.write(st)
-        pid = _launch(cdir, cid, cfg, bundle, rootfs, opts, pids)
+        cdir.save_config(cfg)
+        pid = _launch(cdir, cid, cfg, bundle, rootfs, opts, session)
         st.update(status="created", pid=pid, pid_start=process_start_time(pid))
         cdir.write(st)
         if opts.get("pid_file"):
             _write_pid_file(opts["pid_file"], pid)
         return pid
     except BaseException:
-        _abort(pids)
+        session.abort()
         cdir.remove()
         raise
     finally:
+        session.close()
         cdir.close()
 
 
@@ -97,78 +96,34 @@ def _rootfs_path(cfg: dict, bundle: str) -> str:
 
 
 def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
-            opts: dict, pids: list[int]) -> int:
+            opts: dict, session: SetupSession) -> int:
+    """Fork the set-up process and serve it until the init is ready for `start`."""
     from minirun.linux import init, namespaces
 
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(_sock_path(cdir))
     listener.listen(1)
     launch = init.Launch(cid, cfg, bundle, rootfs, listener, opts, log.debug_enabled)
-    child = os.fork()
-    if child == 0:
-        ours.close()
-        os.close(cdir.fd)  # the state lock must not outlive `create` in the container
-        init.setup_process(launch, init.Channel(theirs))
-    pids.append(child)
-    theirs.close()
+    # The state lock must not outlive `create` in the container's processes.
+    child = session.fork(lambda sock: init.setup_process(launch, init.Channel(sock)),
+                         close=[cdir.fd])
     listener.close()
-    tracer = Tracer(_log_step)
-    try:
-        while True:
-            msg = _recv(ours)
-            kind = msg["type"]
-            if kind == "step":
-                _log_step(msg["name"], msg["target"], msg["took"], msg["err"])
-            elif kind == "userns":
-                namespaces.write_id_maps(child, cfg["linux"], tracer)
-                ours.send(b'{"type": "ok"}')
-            elif kind == "timens":
-                namespaces.write_time_offsets(child, cfg["linux"]["timeOffsets"], tracer)
-                ours.send(b'{"type": "ok"}')
-            elif kind == "pid":
-                pids.append(msg["pid"])
-            elif kind == "ready":
-                break
-            elif kind == "error":
-                err = MinirunError(msg["msg"])
-                err.child_trace = msg.get("trace")  # type: ignore[attr-defined]
-                raise err
-        ours.send(b'{"type": "done"}')
-        os.waitpid(child, 0)
-        pids.remove(child)
-    finally:
-        ours.close()
-    return pids[-1]
-
-
-def _recv(sock: socket.socket) -> dict:
-    import json
-
-    data = sock.recv(1 << 20)
-    if not data:
+    tracer = Tracer(log_step)
+    linux = cfg["linux"]
+    handlers = {
+        "userns": lambda _: namespaces.write_id_maps(child, linux, tracer),
+        "timens": lambda _: namespaces.write_time_offsets(child, linux["timeOffsets"], tracer),
+    }
+    if not session.listen("ready", handlers):
         raise MinirunError("the container's set-up processes exited without a word")
-    return json.loads(data)
+    session.release_setup_process()
+    return session.target_pid
 
 
 def _sock_path(cdir: ContainerDir) -> str:
     """Address exec.sock through the directory's fd: unix socket paths are limited to
     108 bytes, and --root paths need not be."""
     return f"/proc/self/fd/{cdir.fd}/{EXEC_SOCK}"
-
-
-def _abort(pids: list[int]) -> None:
-    """A failed create leaves nothing: kill what was started and wait for it to go."""
-    for pid in reversed(pids):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            continue
-    for pid in pids:
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            _wait_gone(pid, None)
 
 
 def _write_pid_file(path: str, pid: int) -> None:
@@ -381,23 +336,6 @@ def _kill_and_wait(st: dict) -> None:
         if "pid" in st.get("namespaces", []):
             _signal_all(st, signal.SIGKILL)
         syscalls.pidfd_send_signal(pidfd, signal.SIGKILL)
-        _wait_gone(st["pid"], pidfd)
+        wait_gone(st["pid"], pidfd, STOP_TIMEOUT)
     finally:
         os.close(pidfd)
-
-
-def _wait_gone(pid: int, pidfd: int | None) -> None:
-    """Wait until a process we cannot waitpid (not our child) has exited."""
-    import select
-
-    own = pidfd is None
-    if own:
-        try:
-            pidfd = syscalls.pidfd_open(pid)
-        except MinirunError:
-            return
-    try:
-        select.select([pidfd], [], [], STOP_TIMEOUT)
-    finally:
-        if own:
-            os.close(pidfd)

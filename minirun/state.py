@@ -15,6 +15,7 @@ import time
 from minirun.errors import MinirunError
 
 STATE_FILE = "state.json"
+CONFIG_FILE = "config.json"
 EXEC_SOCK = "exec.sock"
 
 
@@ -84,6 +85,15 @@ class ContainerDir:
         with open(tmp, "w") as f:
             json.dump(state, f)
         os.rename(tmp, os.path.join(self.path, STATE_FILE))
+
+    def save_config(self, cfg: dict) -> None:
+        """The validated config, for `exec` defaults and hooks run after `create`."""
+        with open(os.path.join(self.path, CONFIG_FILE), "w") as f:
+            json.dump(cfg, f)
+
+    def load_config(self) -> dict:
+        with open(os.path.join(self.path, CONFIG_FILE)) as f:
+            return json.load(f)
 
     def remove(self) -> None:
         for name in os.listdir(self.path):

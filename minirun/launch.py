@@ -1,0 +1,126 @@
+"""The runtime's end of container set-up: fork the set-up process, then listen.
+
+`create` and `exec` both fork a set-up process that talks back over one
+SOCK_SEQPACKET socket in JSON messages (see linux/init.py). The runtime prints the
+steps it is told of, runs the requests it must do from outside (write id maps, time
+offsets, run createRuntime hooks), records the pids, and turns an "error" message into
+a MinirunError, killing what was started so that nothing is left behind.
+"""
+
+import json
+import os
+import signal
+import socket
+from collections.abc import Callable
+
+from minirun.errors import MinirunError
+from minirun.log import log
+from minirun.steps import format_step
+
+Handler = Callable[[dict], None]
+
+
+def log_step(name: str, target: str, took: float, err: str | None) -> None:
+    log.debug(format_step(name, target, took, err))
+
+
+class SetupSession:
+    def __init__(self) -> None:
+        self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.child = 0  # the set-up process
+        self.target = 0  # the container's process (init, or the exec'd one)
+        self.pids: list[int] = []  # what to kill if set-up fails
+
+    def fork(self, child_main: Callable[[socket.socket], None], close: list[int]) -> int:
+        """Fork; the child runs child_main(sock) and never returns."""
+        pid = os.fork()
+        if pid == 0:
+            self.ours.close()
+            for fd in close:
+                os.close(fd)
+            try:
+                child_main(self.theirs)
+            finally:
+                os._exit(1)
+        self.child = pid
+        self.pids.append(pid)
+        self.theirs.close()
+        return pid
+
+    def listen(self, until: str | None, handlers: dict[str, Handler] | None = None) -> bool:
+        """Serve messages until one of type `until` (True) or end of file (False)."""
+        handlers = handlers or {}
+        while True:
+            data = self.ours.recv(1 << 20)
+            if not data:
+                return False
+            msg = json.loads(data)
+            kind = msg["type"]
+            if kind == until:
+                return True
+            if kind == "step":
+                log_step(msg["name"], msg["target"], msg["took"], msg["err"])
+            elif kind == "pid":
+                self.target = msg["pid"]
+                self.pids.append(self.target)
+            elif kind == "error":
+                err = MinirunError(msg["msg"])
+                err.child_trace = msg.get("trace")  # type: ignore[attr-defined]
+                raise err
+            elif kind in handlers:
+                handlers[kind](msg)
+                self.send({"type": "ok"})
+            else:
+                raise MinirunError(f"set-up process sent an unknown message {kind!r}")
+
+    def send(self, msg: dict) -> None:
+        self.ours.send(json.dumps(msg).encode())
+
+    @property
+    def target_pid(self) -> int:
+        if not self.target:
+            raise MinirunError("the set-up process exited before forking the container's "
+                               "process")
+        return self.target
+
+    def release_setup_process(self) -> None:
+        """Tell the set-up process it may exit, and reap it."""
+        self.send({"type": "done"})
+        os.waitpid(self.child, 0)
+        self.pids.remove(self.child)
+
+    def close(self) -> None:
+        self.ours.close()
+
+    def abort(self) -> None:
+        """Kill what was started and wait until it is gone."""
+        for pid in reversed(self.pids):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+        for pid in self.pids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                wait_gone(pid, None)
+        self.pids.clear()
+
+
+def wait_gone(pid: int, pidfd: int | None, timeout: float = 10.0) -> None:
+    """Wait until a process we cannot waitpid (not our child) has exited."""
+    import select
+
+    from minirun import syscalls
+
+    own = pidfd is None
+    if own:
+        try:
+            pidfd = syscalls.pidfd_open(pid)
+        except MinirunError:
+            return
+    try:
+        select.select([pidfd], [], [], timeout)
+    finally:
+        if own:
+            os.close(pidfd)
