@@ -14,7 +14,7 @@ from minirun.log import log
 
 DEFAULT_ROOT = "/run/minirun"
 
-# flag -> (destination, takes a value)
+# flag -> (destination, takes a value: True, False, or "list" for a repeatable flag)
 GLOBAL_FLAGS = {
     "--root": ("root", True), "--log": ("log", True), "--log-format": ("log_format", True),
     "--debug": ("debug", False), "--systemd-cgroup": ("systemd_cgroup", False),
@@ -41,6 +41,19 @@ COMMANDS: dict[str, tuple[dict, str, str]] = {
     "list": ({"--format": ("format", True), "-f": ("format", True),
               "--quiet": ("quiet", False), "-q": ("quiet", False)}, "",
              "list containers (table or json)"),
+    "exec": ({"--process": ("process", True), "-p": ("process", True),
+              "--cwd": ("cwd", True), "--env": ("env", "list"), "-e": ("env", "list"),
+              "--user": ("user", True), "-u": ("user", True),
+              "--tty": ("tty", False), "-t": ("tty", False),
+              "--detach": ("detach", False), "-d": ("detach", False),
+              "--pid-file": ("pid_file", True), "--console-socket": ("console_socket", True),
+              "--preserve-fds": ("preserve_fds", True), "--cap": ("cap", "list"),
+              "-c": ("cap", "list"), "--no-new-privs": ("no_new_privs", False),
+              "--additional-gids": ("additional_gids", "list"),
+              "-g": ("additional_gids", "list")},
+             "ID [COMMAND ARGS...]", "run another process in a container"),
+    "ps": ({"--format": ("format", True), "-f": ("format", True)}, "ID",
+           "list the container's processes (json: an array of host pids)"),
     "spec": ({"--bundle": ("bundle", True), "-b": ("bundle", True),
               "--rootless": ("rootless", False)}, "", "write a default config.json"),
     "features": ({}, "", "print what this minirun supports, as OCI features JSON"),
@@ -70,6 +83,14 @@ def parse(argv: list[str]) -> tuple[str, dict, list[str]]:
                 where = f" for {command}" if command else ""
                 raise UsageError(f"unknown flag {name}{where} (see minirun --help)")
             dest, takes_value = table[name]
+            if takes_value == "list":
+                if not eq:
+                    if i >= len(argv):
+                        raise UsageError(f"flag {name} needs a value")
+                    value = argv[i]
+                    i += 1
+                opts.setdefault(dest, []).append(value)
+                continue
             if takes_value and not eq:
                 if i >= len(argv):
                     raise UsageError(f"flag {name} needs a value")
@@ -86,6 +107,10 @@ def parse(argv: list[str]) -> tuple[str, dict, list[str]]:
             command = arg
         else:
             args.append(arg)
+            if command == "exec":
+                # Everything after the id is the command to run, flags included.
+                args.extend(argv[i:])
+                break
     return command, opts, args
 
 
@@ -180,7 +205,16 @@ def dispatch(command: str, opts: dict, args: list[str]) -> int:
         sig = parse_signal(args[1] if len(args) > 1 else "SIGTERM")
         container.kill(store, args[0], sig, bool(opts.get("all")))
         return 0
+    if command == "exec":
+        from minirun.container_exec import exec_
+
+        if not args:
+            raise UsageError("exec takes a container id, then the command")
+        _check_create_flags(opts)
+        return exec_(store, args[0], opts, args[1:])
     cid = _one_id(command, args)
+    if command == "ps":
+        return _ps(store, cid, opts)
     if command in ("create", "run"):
         _check_create_flags(opts)
         bundle = opts.get("bundle") or os.getcwd()
@@ -201,8 +235,7 @@ def dispatch(command: str, opts: dict, args: list[str]) -> int:
 
 def _check_create_flags(opts: dict) -> None:
     if opts.get("console_socket"):
-        raise UsageError("--console-socket: terminals are not supported by this minirun "
-                         "version yet")
+        opts["console_socket"] = os.path.abspath(opts["console_socket"])
     fds = opts.get("preserve_fds")
     if fds is not None:
         if not str(fds).isdigit():
@@ -239,6 +272,27 @@ def _list(store, opts: dict, args: list[str]) -> int:
         widths = [max(len(r[i]) for r in rows) for i in range(6)]
         for r in rows:
             print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _ps(store, cid: str, opts: dict) -> int:
+    import json
+
+    from minirun import container
+
+    fmt = opts.get("format", "table")
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format must be table or json, not {fmt!r}")
+    pids = container.processes(store, cid)
+    if fmt == "json":
+        print(json.dumps(pids))
+        return 0
+    print(f"{'UID':<8} {'PID':>8} {'PPID':>8} {'STAT':<5} CMD")
+    for pid in pids:
+        info = container.process_info(pid)
+        if info:
+            print(f"{info['uid']:<8} {pid:>8} {info['ppid']:>8} {info['state']:<5} "
+                  f"{info['cmd']}")
     return 0
 
 

@@ -135,6 +135,11 @@ def validate(doc: object) -> None:
     _cross_checks(doc, linux)
 
 
+def validate_process(proc: object) -> None:
+    """A process object on its own (`exec --process FILE`)."""
+    _process(obj(proc, "process"))
+
+
 def _root(root: dict) -> None:
     string(root.get("path"), "root.path")
     if not root["path"]:
@@ -160,8 +165,9 @@ def _process(proc: dict) -> None:
         if "=" not in e:
             raise ConfigError(f"{p}.env[{i}]", f"{e!r} is not of the form KEY=value")
     _opt(proc, "terminal", p, boolean)
-    if proc.get("terminal"):
-        raise ConfigError(f"{p}.terminal", f"terminals are {NOT_YET}; set it to false")
+    size = _opt(proc, "consoleSize", p, obj) or {}
+    _opt(size, "height", f"{p}.consoleSize", integer, 0, 65535)
+    _opt(size, "width", f"{p}.consoleSize", integer, 0, 65535)
     _opt(proc, "noNewPrivileges", p, boolean)
     _opt(proc, "oomScoreAdj", p, integer, -1000, 1000)
     _user(obj(proc.get("user", {}), f"{p}.user"))

@@ -62,7 +62,13 @@ def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
     rootfs = _rootfs_path(cfg, bundle)
     if int(opts.get("preserve_fds") or 0) < 0:
         raise MinirunError("--preserve-fds must not be negative")
-    cdir = store.claim(cid)
+    console = _console_for(cfg["process"], opts)
+    try:
+        cdir = store.claim(cid)
+    except BaseException:
+        if console is not None:
+            console.close()
+        raise
     session = SetupSession()
     try:
         st = {"id": cid, "status": "creating", "pid": 0, "bundle": bundle, "rootfs": rootfs,
@@ -71,7 +77,7 @@ def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
                              if not ns.get("path")]}
         cdir.write(st)
         cdir.save_config(cfg)
-        pid = _launch(cdir, cid, cfg, bundle, rootfs, opts, session)
+        pid = _launch(cdir, cid, cfg, bundle, rootfs, opts, session, console)
         st.update(status="created", pid=pid, pid_start=process_start_time(pid))
         cdir.write(st)
         if opts.get("pid_file"):
@@ -84,6 +90,27 @@ def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
     finally:
         session.close()
         cdir.close()
+        if console is not None:
+            console.close()
+
+
+def _console_for(proc: dict, opts: dict) -> socket.socket | None:
+    """Where the container's terminal goes: the --console-socket, or the runtime's own
+    end of a socket pair when it relays the terminal itself (foreground run/exec)."""
+    internal = opts.get("console_peer")
+    path = opts.get("console_socket")
+    if not proc.get("terminal"):
+        if path:
+            raise MinirunError("--console-socket was given but process.terminal is false")
+        return None
+    if internal is not None:
+        return internal
+    if not path:
+        raise ConfigError("process.terminal", "true, but there is no --console-socket to "
+                          "hand the terminal to (needed unless `run` stays in the foreground)")
+    from minirun.terminal import connect_console_socket
+
+    return connect_console_socket(path)
 
 
 def _rootfs_path(cfg: dict, bundle: str) -> str:
@@ -96,7 +123,7 @@ def _rootfs_path(cfg: dict, bundle: str) -> str:
 
 
 def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
-            opts: dict, session: SetupSession) -> int:
+            opts: dict, session: SetupSession, console: socket.socket | None) -> int:
     """Fork the set-up process and serve it until the init is ready for `start`."""
     from minirun.linux import init, namespaces
 
@@ -104,6 +131,7 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
     listener.bind(_sock_path(cdir))
     listener.listen(1)
     launch = init.Launch(cid, cfg, bundle, rootfs, listener, opts, log.debug_enabled)
+    launch.console = console
     # The state lock must not outlive `create` in the container's processes.
     child = session.fork(lambda sock: init.setup_process(launch, init.Channel(sock)),
                          close=[cdir.fd])
@@ -175,27 +203,61 @@ def _release_init(cdir: ContainerDir) -> None:
 # ---------------------------------------------------------------- run
 
 def run(store: Store, cid: str, bundle: str, opts: dict) -> int:
-    """create + start; unless detached, wait and return the exit status (128+signal)."""
+    """create + start; unless detached, wait and return the exit status (128+signal).
+    With process.terminal and no --console-socket, relay the terminal ourselves."""
     detach = opts.get("detach")
+    relay_end = None
     if not detach:
         # The init re-parents to us when the set-up process exits: we can wait for it.
         syscalls.set_child_subreaper()
-    pid = create(store, cid, bundle, opts)
+        if not opts.get("console_socket"):
+            relay_end, opts["console_peer"] = socket.socketpair(socket.AF_UNIX,
+                                                                socket.SOCK_STREAM)
     try:
-        start(store, cid)
-    except BaseException:
-        _force_delete(store, cid)
-        raise
+        pid = create(store, cid, bundle, opts)
+        master = _terminal_master(relay_end)
+        try:
+            start(store, cid)
+        except BaseException:
+            _force_delete(store, cid)
+            raise
+    finally:
+        for sock in (relay_end, opts.pop("console_peer", None)):
+            if sock is not None:
+                sock.close()
     if detach:
         return 0
+    code = wait_process(pid, master)
+    _force_delete(store, cid)
+    return code
+
+
+def _terminal_master(relay_end: socket.socket | None) -> int | None:
+    """The pty master the init sent us, if it had a terminal to send."""
+    if relay_end is None:
+        return None
+    relay_end.setblocking(False)
+    try:
+        from minirun.terminal import receive_master
+
+        return receive_master(relay_end)
+    except (BlockingIOError, MinirunError):
+        return None
+
+
+def wait_process(pid: int, master: int | None) -> int:
+    """Forward signals (or relay the terminal) until `pid` exits; its exit status."""
     forward = _forward_signals(pid)
     try:
-        code = _wait_for(pid)
+        if master is not None:
+            from minirun.terminal import Relay
+
+            with Relay(master) as relay:
+                relay.pump()
+        return _wait_for(pid)
     finally:
         for sig, old in forward.items():
             signal.signal(sig, old)
-    _force_delete(store, cid)
-    return code
 
 
 FORWARDED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH",
@@ -289,21 +351,73 @@ def _pidfd_of(st: dict) -> int | None:
 
 
 def _signal_all(st: dict, sig: int) -> None:
-    """Signal every process in the container's pid namespace (cgroups come later)."""
-    if "pid" not in st.get("namespaces", []):
-        return
-    try:
-        target = os.readlink(f"/proc/{st['pid']}/ns/pid")
-    except OSError:
-        return
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == st["pid"]:
-            continue
+    """Signal every process of the container but its init (signalled by pidfd)."""
+    for pid in members(st):
+        if pid != st["pid"]:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                continue
+
+
+def members(st: dict) -> list[int]:
+    """The container's processes, until cgroups take over: everything in its pid
+    namespace when it has its own, else the init and its descendants."""
+    init_pid = st["pid"]
+    if "pid" in st.get("namespaces", []):
         try:
-            if os.readlink(f"/proc/{name}/ns/pid") == target:
-                os.kill(int(name), sig)
+            target = os.readlink(f"/proc/{init_pid}/ns/pid")
         except OSError:
-            continue
+            return []
+        out = []
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    if os.readlink(f"/proc/{name}/ns/pid") == target:
+                        out.append(int(name))
+                except OSError:
+                    continue
+        return sorted(out)
+    parents = {pid: info["ppid"] for pid in _all_pids() if (info := process_info(pid))}
+    family = {init_pid}
+    changed = True
+    while changed:
+        changed = False
+        for pid, ppid in parents.items():
+            if ppid in family and pid not in family:
+                family.add(pid)
+                changed = True
+    return sorted(p for p in family if p in parents)
+
+
+def _all_pids() -> list[int]:
+    return [int(n) for n in os.listdir("/proc") if n.isdigit()]
+
+
+def process_info(pid: int) -> dict | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").strip().decode(errors="replace")
+        uid = os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2:].split()
+    name = stat[stat.index(b"(") + 1:stat.rindex(b")")].decode(errors="replace")
+    return {"ppid": int(fields[1]), "state": fields[0].decode(), "uid": uid,
+            "cmd": cmd or f"[{name}]"}
+
+
+def processes(store: Store, cid: str) -> list[int]:
+    cdir = store.open(cid, exclusive=False)
+    try:
+        st = cdir.read()
+    finally:
+        cdir.close()
+    if status(st) not in ("created", "running"):
+        return []
+    return members(st)
 
 
 # ---------------------------------------------------------------- delete
@@ -333,8 +447,7 @@ def _kill_and_wait(st: dict) -> None:
     if pidfd is None:
         return
     try:
-        if "pid" in st.get("namespaces", []):
-            _signal_all(st, signal.SIGKILL)
+        _signal_all(st, signal.SIGKILL)
         syscalls.pidfd_send_signal(pidfd, signal.SIGKILL)
         wait_gone(st["pid"], pidfd, STOP_TIMEOUT)
     finally:

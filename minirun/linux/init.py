@@ -17,7 +17,7 @@ import select
 import signal
 import socket
 
-from minirun import syscalls
+from minirun import syscalls, terminal
 from minirun.linux import namespaces, process, rootfs
 from minirun.steps import Tracer
 
@@ -67,6 +67,7 @@ class Launch:
         self.preserve_fds = int(opts.get("preserve_fds") or 0)
         self.no_new_keyring = bool(opts.get("no_new_keyring"))
         self.debug = debug
+        self.console: socket.socket | None = None
         self.linux = cfg.get("linux") or {}
         self.plan = namespaces.Plan(self.linux)
 
@@ -151,6 +152,9 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
         rootfs.mask_paths(linux.get("maskedPaths") or [], tracer)
         if cfg["root"].get("readonly"):
             rootfs.readonly_root(tracer)
+        if proc.get("terminal") and launch.console is not None:
+            with tracer.step("console", "pty (process.terminal)"):
+                terminal.setup_console(launch.console, proc.get("consoleSize"))
         _set_names(cfg, tracer)
         if not launch.no_new_keyring:
             _new_keyring(launch.id, tracer)
@@ -197,3 +201,65 @@ def _new_keyring(cid: str, tracer: Tracer) -> None:
         except OSError as e:
             if e.errno != 38:  # ENOSYS: no keyrings in this kernel: fine, as runc
                 raise
+
+
+# ---------------------------------------------------------------- exec
+
+class ExecLaunch:
+    """What `minirun exec` needs in its set-up processes."""
+
+    def __init__(self, cid: str, init_pid: int, process_cfg: dict, kinds: list[str],
+                 opts: dict, debug: bool) -> None:
+        self.id = cid
+        self.init_pid = init_pid
+        self.proc = process_cfg
+        self.kinds = kinds  # the container's namespace types, to join
+        self.preserve_fds = int(opts.get("preserve_fds") or 0)
+        self.debug = debug
+        self.console: socket.socket | None = None
+
+
+def exec_setup_process(launch: ExecLaunch, chan: Channel) -> None:
+    """Join every namespace of the container's init, then fork the process into them
+    (a pid namespace applies to children only)."""
+    tracer = Tracer(chan.step if launch.debug else None)
+    try:
+        if launch.debug:
+            import traceback  # noqa: F401 - cannot be loaded inside the container
+        # Non-dumpable before entering any of the container's namespaces (CVE-2019-5736).
+        syscalls.set_dumpable(False)
+        opened = namespaces.open_of_process(launch.init_pid, launch.kinds, tracer)
+        namespaces.join(opened, tracer)
+        pid = os.fork()
+        if pid == 0:
+            exec_process_main(launch, chan)
+        chan.send({"type": "pid", "pid": pid})
+    except BaseException as e:  # noqa: BLE001 - everything must reach the runtime
+        chan.fail(e, launch.debug)
+        os._exit(1)
+    os._exit(0)
+
+
+def exec_process_main(launch: ExecLaunch, chan: Channel) -> None:
+    """The exec'd process: user, capabilities, rlimits, cwd, then execve. Success is
+    the sync socket closing on exec; failure is an "error" message."""
+    tracer = Tracer(chan.step if launch.debug else None)
+    proc = launch.proc
+    try:
+        if proc.get("terminal") and launch.console is not None:
+            os.setsid()
+            with tracer.step("console", "pty (process.terminal)"):
+                terminal.setup_console(launch.console, proc.get("consoleSize"))
+        process.apply_rlimits(proc.get("rlimits") or [], tracer)
+        process.switch_user(proc, "user" in launch.kinds, tracer)
+        process.enter_cwd(proc.get("cwd") or "/", tracer)
+        env = process.process_env(proc)
+        with tracer.step("find-executable", f"{proc['args'][0]} (process.args[0])"):
+            path = process.find_executable(proc)
+        if proc.get("noNewPrivileges"):
+            process.set_no_new_privs(tracer)
+        process.close_fds_for_exec(launch.preserve_fds)
+        process.exec_process(path, proc, env)
+    except BaseException as e:  # noqa: BLE001
+        chan.fail(e, launch.debug)
+    os._exit(127)

@@ -103,3 +103,24 @@ def _write(path: str, text: str) -> None:
         os.write(fd, text.encode())
     finally:
         os.close(fd)
+
+
+PROC_NS_NAMES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
+                 "user": "user", "cgroup": "cgroup", "time": "time"}
+
+
+def open_of_process(pid: int, kinds: list[str], tracer: Tracer) -> list[tuple[str, int, str]]:
+    """Open the namespaces of a running process that differ from ours (joining one's
+    own user namespace is an error, and the others would be no-ops)."""
+    out = []
+    for kind in ORDER:
+        if kind not in kinds:
+            continue
+        name = PROC_NS_NAMES[kind]
+        # pid and time namespaces: join the one the container's processes live in.
+        theirs = f"/proc/{pid}/ns/{name}"
+        with tracer.step("open-ns", f"{kind} {theirs}"):
+            if os.stat(theirs).st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
+                continue
+            out.append((kind, os.open(theirs, os.O_RDONLY | os.O_CLOEXEC), theirs))
+    return out

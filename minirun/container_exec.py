@@ -1,0 +1,165 @@
+"""`minirun exec`: run one more process inside a created or running container.
+
+The process comes from `--process FILE` (an OCI `process` object, as engines send it)
+or from the command line on top of the container's own `process` (runc's way: its
+env, user, capabilities, rlimits... with the flags' args, cwd, env and user). A
+set-up process joins every namespace of the container's init, forks the new process
+into them, and that process applies user, capabilities, rlimits and no_new_privs and
+execs. No fd of the runtime reaches it beyond 0-2 and --preserve-fds.
+"""
+
+import copy
+import json
+import os
+import socket
+
+from minirun import config, syscalls
+from minirun.container import _pidfd_of, _write_pid_file, status, wait_process
+from minirun.errors import ConfigError, MinirunError
+from minirun.launch import SetupSession, log_step
+from minirun.log import log
+from minirun.state import Store
+
+
+def exec_(store: Store, cid: str, opts: dict, args: list[str]) -> int:
+    cdir = store.open(cid, exclusive=False)
+    try:
+        st = cdir.read()
+        current = status(st)
+        if current not in ("created", "running"):
+            raise MinirunError(f"cannot exec in container {cid!r}: it is {current}")
+        cfg = cdir.load_config()
+    finally:
+        cdir.close()
+    proc = process_for_exec(cfg["process"], opts, args)
+    kinds = [ns["type"] for ns in cfg["linux"].get("namespaces") or []]
+    return _spawn(cid, st, proc, kinds, opts)
+
+
+def process_for_exec(base: dict, opts: dict, args: list[str]) -> dict:
+    if opts.get("process"):
+        if args:
+            raise MinirunError("exec: give the command either in --process or as arguments, "
+                               "not both")
+        return _load_process_file(opts["process"])
+    if not args:
+        raise MinirunError("exec: no command given (arguments after the id, or --process)")
+    proc = copy.deepcopy(base)
+    proc["args"] = args
+    proc["terminal"] = bool(opts.get("tty"))
+    proc.pop("consoleSize", None)
+    if opts.get("cwd"):
+        proc["cwd"] = opts["cwd"]
+    env = list(proc.get("env") or [])
+    for entry in opts.get("env") or []:
+        key = entry.partition("=")[0]
+        env = [e for e in env if e.partition("=")[0] != key] + [entry]
+    proc["env"] = env
+    if opts.get("user"):
+        proc["user"] = _parse_user(opts["user"], proc.get("user") or {})
+    if opts.get("additional_gids"):
+        proc.setdefault("user", {})["additionalGids"] = [int(g) for g in opts["additional_gids"]]
+    for cap in opts.get("cap") or []:
+        name = cap.upper() if cap.upper().startswith("CAP_") else "CAP_" + cap.upper()
+        caps = proc.setdefault("capabilities", {})
+        for kind in ("bounding", "effective", "permitted"):
+            if name not in caps.setdefault(kind, []):
+                caps[kind].append(name)
+    if opts.get("no_new_privs"):
+        proc["noNewPrivileges"] = True
+    _validate(proc, "exec")
+    return proc
+
+
+def _parse_user(text: str, base: dict) -> dict:
+    uid, _, gid = text.partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        raise MinirunError(f"exec --user {text!r}: expected UID[:GID] as numbers")
+    user = dict(base)
+    user["uid"] = int(uid)
+    user["gid"] = int(gid) if gid else 0
+    return user
+
+
+def _load_process_file(path: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            proc = json.loads(f.read())
+    except FileNotFoundError:
+        raise MinirunError(f"--process {path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise MinirunError(f"--process {path}: invalid JSON at line {e.lineno} column "
+                           f"{e.colno}: {e.msg}") from None
+    except OSError as e:
+        raise MinirunError(f"--process {path}: {e.strerror}") from None
+    _validate(proc, f"--process {path}")
+    return proc
+
+
+def _validate(proc: object, where: str) -> None:
+    try:
+        config.validate_process(proc)
+    except ConfigError as e:
+        raise MinirunError(f"{where}: {e}") from None
+
+
+def _spawn(cid: str, st: dict, proc: dict, kinds: list[str], opts: dict) -> int:
+    from minirun.linux import init
+
+    detach = bool(opts.get("detach"))
+    console, relay_end = _console(proc, opts, detach)
+    pidfd = _pidfd_of(st)
+    if pidfd is None:
+        raise MinirunError(f"cannot exec in container {cid!r}: it is stopped")
+    if not detach:
+        syscalls.set_child_subreaper()  # the process re-parents to us: we wait for it
+    launch = init.ExecLaunch(cid, st["pid"], proc, kinds, opts, log.debug_enabled)
+    launch.console = console
+    session = SetupSession()
+    try:
+        session.fork(lambda sock: init.exec_setup_process(launch, init.Channel(sock)),
+                     close=[pidfd])
+        if console is not None:
+            console.close()
+            console = None
+        session.listen(until=None)  # end of file: the process exec'd (or died)
+        pid = session.target_pid
+        os.waitpid(session.child, 0)
+        session.pids.remove(session.child)
+        if opts.get("pid_file"):
+            _write_pid_file(opts["pid_file"], pid)
+    except BaseException:
+        session.abort()
+        raise
+    finally:
+        session.close()
+        os.close(pidfd)
+        if console is not None:
+            console.close()
+    log_step("exec", " ".join(proc["args"]), 0.0, None)
+    if detach:
+        return 0
+    master = None
+    if relay_end is not None:
+        from minirun.terminal import receive_master
+
+        master = receive_master(relay_end)
+        relay_end.close()
+    return wait_process(pid, master)
+
+
+def _console(proc: dict, opts: dict, detach: bool):
+    """(socket the process sends its pty to, our end when we relay it ourselves)."""
+    path = opts.get("console_socket")
+    if not proc.get("terminal"):
+        if path:
+            raise MinirunError("--console-socket was given but the process has no terminal")
+        return None, None
+    if path:
+        from minirun.terminal import connect_console_socket
+
+        return connect_console_socket(path), None
+    if detach:
+        raise MinirunError("exec --tty --detach needs --console-socket to hand the terminal to")
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return theirs, ours
