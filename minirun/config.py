@@ -127,9 +127,10 @@ def validate(doc: object) -> None:
     annotations = _opt(doc, "annotations", "", obj) or {}
     for key, value in annotations.items():
         string(value, f"annotations.{key}")
-    hooks = doc.get("hooks")
-    if hooks and any(hooks.values()):
-        raise ConfigError("hooks", NOT_YET)
+    if doc.get("hooks"):
+        from minirun import hooks
+
+        hooks.validate(doc["hooks"])
     linux = obj(doc.get("linux", {}), "linux")
     _linux(linux)
     _cross_checks(doc, linux)

@@ -141,11 +141,26 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
     handlers = {
         "userns": lambda _: namespaces.write_id_maps(child, linux, tracer),
         "timens": lambda _: namespaces.write_time_offsets(child, linux["timeOffsets"], tracer),
+        "hooks": lambda _: _create_hooks(cfg, {"id": cid, "bundle": bundle,
+                                               "annotations": cfg.get("annotations")},
+                                         session.target, tracer),
     }
     if not session.listen("ready", handlers):
         raise MinirunError("the container's set-up processes exited without a word")
     session.release_setup_process()
     return session.target_pid
+
+
+def _create_hooks(cfg: dict, st: dict, pid: int, tracer: Tracer) -> dict:
+    """prestart and createRuntime hooks, in the runtime's namespaces; the init then
+    runs createContainer (and later startContainer) with the state we send back."""
+    from minirun import hooks
+
+    state = hooks.state_for(st, "creating", pid)
+    for kind in ("prestart", "createRuntime"):
+        with tracer.step("hooks", kind):
+            hooks.run(cfg, kind, state)
+    return {"state": state}
 
 
 def _sock_path(cdir: ContainerDir) -> str:
@@ -176,6 +191,11 @@ def start(store: Store, cid: str) -> None:
         _release_init(cdir)
         st["status"] = "running"
         cdir.write(st)
+        cfg = cdir.load_config()
+        if (cfg.get("hooks") or {}).get("poststart"):
+            from minirun import hooks
+
+            hooks.run_warn(cfg, "poststart", hooks.state_for(st, "running"))
     finally:
         cdir.close()
 
@@ -437,9 +457,21 @@ def delete(store: Store, cid: str, force: bool) -> None:
                                "(stop it first, or use --force)")
         if current != "stopped":
             _kill_and_wait(st)
+        cfg = _config_or_none(cdir)
         cdir.remove()
     finally:
         cdir.close()
+    if cfg and (cfg.get("hooks") or {}).get("poststop"):
+        from minirun import hooks
+
+        hooks.run_warn(cfg, "poststop", hooks.state_for(st, "stopped", 0))
+
+
+def _config_or_none(cdir: ContainerDir) -> dict | None:
+    try:
+        return cdir.load_config()
+    except (OSError, ValueError):
+        return None  # a create that died before saving it
 
 
 def _kill_and_wait(st: dict) -> None:

@@ -17,7 +17,7 @@ from minirun.errors import MinirunError
 from minirun.log import log
 from minirun.steps import format_step
 
-Handler = Callable[[dict], None]
+Handler = Callable[[dict], dict | None]  # its result goes back in the "ok" reply
 
 
 def log_step(name: str, target: str, took: float, err: str | None) -> None:
@@ -68,8 +68,7 @@ class SetupSession:
                 err.child_trace = msg.get("trace")  # type: ignore[attr-defined]
                 raise err
             elif kind in handlers:
-                handlers[kind](msg)
-                self.send({"type": "ok"})
+                self.send({"type": "ok", **(handlers[kind](msg) or {})})
             else:
                 raise MinirunError(f"set-up process sent an unknown message {kind!r}")
 

@@ -108,7 +108,10 @@ def test_load_valid(tmp_path):
     (lambda c: c["mounts"].append({"destination": "/x", "type": "bind"}),
      "mounts[7].source", "needs a source"),
     (lambda c: c["mounts"][0].update(options="ro"), "mounts[0].options", "expected an array"),
-    (lambda c: c.update(hooks={"prestart": [{"path": "/bin/true"}]}), "hooks", "not supported"),
+    (lambda c: c.update(hooks={"prestart": [{"path": "relative"}]}), "hooks.prestart[0].path",
+     "absolute"),
+    (lambda c: c.update(hooks={"poststop": [{"path": "/bin/true", "timeout": 0}]}),
+     "hooks.poststop[0].timeout", "out of range"),
     (lambda c: c["linux"].update(namespaces=[{"type": "mount"}]),
      "hostname", "uts namespace"),
 ])

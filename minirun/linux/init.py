@@ -70,6 +70,9 @@ class Launch:
         self.console: socket.socket | None = None
         self.linux = cfg.get("linux") or {}
         self.plan = namespaces.Plan(self.linux)
+        self.hooks = {k for k, v in (cfg.get("hooks") or {}).items() if v}
+        if self.hooks:
+            from minirun import hooks  # noqa: F401 - loaded now: no Python library later
 
 
 def setup_process(launch: Launch, chan: Channel) -> None:
@@ -146,6 +149,7 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
         root = rootfs.Rootfs(launch.rootfs, tracer, in_userns, plan.has_new("cgroup"))
         root.prepare(cfg, launch.bundle)
         root.make_cwd(proc.get("cwd") or "/")
+        state = _create_hooks(launch, chan, tracer)
         root.pivot(launch.no_pivot)
         rootfs.write_sysctls(linux.get("sysctl") or {}, tracer)
         rootfs.readonly_paths(linux.get("readonlyPaths") or [], tracer)
@@ -172,6 +176,11 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
         chan.sock.close()
         conn, _ = launch.listener.accept()  # blocks until `minirun start`
         launch.listener.close()
+        if "startContainer" in launch.hooks:
+            from minirun import hooks
+
+            with tracer.step("hooks", "startContainer"):
+                hooks.run(cfg, "startContainer", {**state, "status": "created"})
         process.close_fds_for_exec(launch.preserve_fds)
         process.exec_process(path, proc, env)
     except BaseException as e:  # noqa: BLE001
@@ -183,6 +192,21 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
             except OSError:
                 pass
     os._exit(1)
+
+
+def _create_hooks(launch: Launch, chan: Channel, tracer: Tracer) -> dict:
+    """Ask the runtime to run prestart/createRuntime hooks (it answers with the state),
+    then run createContainer here, in the container's namespaces, before pivot_root."""
+    if not launch.hooks & {"prestart", "createRuntime", "createContainer", "startContainer"}:
+        return {}
+    chan.send({"type": "hooks"})
+    state = chan.recv()["state"]
+    if "createContainer" in launch.hooks:
+        from minirun import hooks
+
+        with tracer.step("hooks", "createContainer"):
+            hooks.run(launch.cfg, "createContainer", state)
+    return state
 
 
 def _set_names(cfg: dict, tracer: Tracer) -> None:
