@@ -183,7 +183,7 @@ def _process(proc: dict) -> None:
         _rlimit(obj(rl, f"{p}.rlimits[{i}]"), f"{p}.rlimits[{i}]", seen)
     for key in ("apparmorProfile", "selinuxLabel"):
         if proc.get(key):
-            raise ConfigError(f"{p}.{key}", NOT_YET)
+            raise ConfigError(f"{p}.{key}", _lsm_refusal(key))
 
 
 def _user(user: dict) -> None:
@@ -275,7 +275,24 @@ def _linux(linux: dict) -> None:
         if linux.get(key):
             raise ConfigError(f"linux.{key}", NOT_YET)
     if linux.get("mountLabel"):
-        raise ConfigError("linux.mountLabel", "SELinux labels are " + NOT_YET)
+        raise ConfigError("linux.mountLabel", _lsm_refusal("selinuxLabel"))
+
+
+def _lsm_refusal(key: str) -> str:
+    """Why a security label cannot be honoured: never dropped silently."""
+    if key == "apparmorProfile":
+        name, probe = "AppArmor", "/sys/module/apparmor/parameters/enabled"
+        try:
+            with open(probe) as f:
+                enabled = f.read().strip() == "Y"
+        except OSError:
+            enabled = False
+    else:
+        name, probe = "SELinux", "/sys/fs/selinux/enforce"
+        enabled = os.path.exists(probe)
+    if not enabled:
+        return f"{name} is not enabled on this host ({probe}), so the label cannot be applied"
+    return f"{name} labels are {NOT_YET}"
 
 
 def _device(dev: dict, p: str) -> None:

@@ -244,6 +244,13 @@ class Filter:
         self.skipped: list[str] = []   # syscall names this libseccomp cannot resolve
         self.rules = 0                 # rules added to libseccomp
 
+    def attribute(self, attr: int) -> int:
+        """A libseccomp filter attribute (lib.SCMP_FLTATR_*), e.g. to check the flags."""
+        value = ffi.new("uint32_t *")
+        if lib.mr_seccomp_attr_get(self.ctx, attr, value) < 0:
+            raise SyscallError("seccomp_attr_get", ffi.errno, f"({P})")
+        return value[0]
+
 
 def _act_value(action: str, errno_ret: int | None) -> int:
     if action == "SCMP_ACT_ERRNO":
