@@ -3,7 +3,7 @@ so it cannot drift from what minirun really supports."""
 
 import json
 
-from minirun import OCI_VERSION, __version__
+from minirun import OCI_VERSION, __version__, hooks
 from minirun.config import NAMESPACE_TYPES
 from minirun.linux import mountopts
 from minirun.linux.capabilities import CAPABILITIES
@@ -13,7 +13,7 @@ def features() -> dict:
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        "hooks": [],
+        "hooks": list(hooks.KINDS),
         "mountOptions": mountopts.known_options(),
         "linux": {
             "namespaces": sorted(NAMESPACE_TYPES),
