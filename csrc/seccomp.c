@@ -34,6 +34,11 @@ int mr_seccomp_attr_set(void *ctx, int attr, uint32_t value)
     return rc_errno(seccomp_attr_set(ctx, (enum scmp_filter_attr)attr, value));
 }
 
+int mr_seccomp_attr_get(void *ctx, int attr, uint32_t *value)
+{
+    return rc_errno(seccomp_attr_get(ctx, (enum scmp_filter_attr)attr, value));
+}
+
 /* One rule: `count` argument comparisons, ANDed (libseccomp refuses two on the
  * same argument index in one rule: the caller splits those into rules). */
 int mr_seccomp_rule_add(void *ctx, uint32_t action, int syscall, unsigned int count,

@@ -24,6 +24,7 @@ void *mr_seccomp_init(uint32_t def_action);
 void mr_seccomp_release(void *ctx);
 int mr_seccomp_arch_add(void *ctx, uint32_t arch_token);
 int mr_seccomp_attr_set(void *ctx, int attr, uint32_t value);
+int mr_seccomp_attr_get(void *ctx, int attr, uint32_t *value);
 int mr_seccomp_rule_add(void *ctx, uint32_t action, int syscall, unsigned int count,
                         const unsigned int *index, const int *op,
                         const uint64_t *datum_a, const uint64_t *datum_b);
