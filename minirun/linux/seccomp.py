@@ -117,8 +117,10 @@ def validate(seccomp: dict) -> None:
         raise ConfigError(f"{P}.defaultAction", "SCMP_ACT_NOTIFY cannot be the default "
                           "action (the container's set-up itself would wait for the agent)")
     _errno_ret(sc, "defaultErrnoRet", default, f"{P}.defaultErrnoRet")
-    for i, name in enumerate(_opt_strings(sc, "architectures")):
-        arch_token(name, f"{P}.architectures[{i}]")
+    arches = _opt_strings(sc, "architectures")
+    if arches:
+        _add_arches(ffi.gc(lib.mr_seccomp_init(lib.SCMP_ACT_ALLOW), lib.mr_seccomp_release),
+                    arches)
     for i, flag in enumerate(_opt_strings(sc, "flags")):
         _check_flag(flag, f"{P}.flags[{i}]")
     listener = sc.get("listenerPath")
@@ -178,6 +180,20 @@ def arch_token(name: str, path: str) -> int:
     if token == 0:
         raise ConfigError(path, f"{name} is not supported by libseccomp {library_version()}")
     return token
+
+
+def _add_arches(ctx, names: list[str]) -> None:
+    for i, name in enumerate(names):
+        path = f"{P}.architectures[{i}]"
+        if lib.mr_seccomp_arch_add(ctx, arch_token(name, path)) == 0:
+            continue
+        err = ffi.errno
+        if err == errno.EEXIST:  # listed twice, or the native one (always there)
+            continue
+        if err == errno.EDOM:
+            raise ConfigError(path, f"{name} cannot share a filter with this machine's "
+                              f"{os.uname().machine}: their byte orders differ")
+        raise ConfigError(path, f"libseccomp refused {name}: {_strerror(err)}")
 
 
 def _check_flag(flag: str, path: str) -> None:
@@ -287,11 +303,7 @@ def compile_filter(seccomp: dict) -> Filter | None:
         raise SyscallError("seccomp_init", ffi.errno, f"({P}.defaultAction)")
     f = Filter(ffi.gc(raw, lib.mr_seccomp_release), seccomp)
     ctx = f.ctx
-    for i, name in enumerate(seccomp.get("architectures") or []):
-        if lib.mr_seccomp_arch_add(ctx, arch_token(name, f"{P}.architectures[{i}]")) < 0:
-            if ffi.errno != errno.EEXIST:  # the native one is always there
-                raise ConfigError(f"{P}.architectures[{i}]", f"libseccomp refused {name}: "
-                                  f"{_strerror(ffi.errno)}")
+    _add_arches(ctx, seccomp.get("architectures") or [])
     flags = seccomp.get("flags")
     if flags is None:
         _attr(ctx, lib.SCMP_FLTATR_CTL_SSB, 1)  # runc's default, when supported
