@@ -80,14 +80,13 @@ class LeaseBook:
 
     # ------------------------------------------------------------ changing
 
-    def take(self, cid: str, bridge: str, subnet: str, wanted: str | None,
+    def take(self, cid: str, bridge: str, subnet: str, gateway: str, wanted: str | None,
              names: dict) -> dict:
         """Lease `wanted` or the lowest free address of subnet on bridge."""
         import ipaddress
 
         used = {lease["address"]: lease["cid"] for lease in self.of_bridge(bridge)}
         net = ipaddress.IPv4Network(subnet)
-        gateway = net.network_address + 1
         if wanted is not None:
             if wanted in used:
                 raise MinirunError(f"--ip {wanted}: address already leased to container "
@@ -95,7 +94,7 @@ class LeaseBook:
             address = wanted
         else:
             address = next((str(a) for a in net.hosts()
-                            if a != gateway and str(a) not in used), None)
+                            if str(a) != gateway and str(a) not in used), None)
             if address is None:
                 raise MinirunError(
                     f"no free address in {subnet} on bridge {bridge}: all "

@@ -177,9 +177,9 @@ def _address(value: str | None, src: str, subnet: str | None) -> str | None:
     return str(addr)
 
 
-def check_address(address: str, subnet: str, src: str) -> None:
+def check_address(address: str, subnet: str, src: str, gateway: str | None = None) -> None:
     """An address a container may have in subnet: inside it, and neither the network,
-    broadcast nor gateway address."""
+    broadcast nor gateway address (the bridge's; .1 unless the bridge says otherwise)."""
     import ipaddress
 
     addr, net = ipaddress.IPv4Address(address), ipaddress.IPv4Network(subnet)
@@ -188,7 +188,7 @@ def check_address(address: str, subnet: str, src: str) -> None:
     if addr in (net.network_address, net.broadcast_address):
         raise MinirunError(f"{src}: address {addr} is the network or broadcast address "
                            f"of {net}")
-    if str(addr) == gateway_of(subnet):
+    if str(addr) == (gateway or gateway_of(subnet)):
         raise MinirunError(f"{src}: address {addr} is the gateway (the bridge) of {net}")
 
 

@@ -1,0 +1,302 @@
+"""Bridge, veth pair, addresses and routes, through pyroute2's netlink.
+
+Imported only when a container asks for a bridge or one is torn down: pyroute2 costs
+~80 ms to import, more than a whole `minirun run` without networking.
+
+Ownership is marked on the interfaces themselves, in their alias (IFLA_IFALIAS): a
+bridge minirun made says which --root made it, a host veth which container it serves.
+Teardown deletes only what carries its mark, so an interface that merely has the name
+minirun would have used (someone else's, or a user's bridge) is never removed.
+"""
+
+import contextlib
+import ctypes
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from minirun.errors import MinirunError, errno_name
+
+CLONE_NEWNET = 0x40000000
+CONTAINER_IFNAME = "eth0"
+IFALIAS_MAX = 255
+
+
+class Bridge:
+    """A bridge in use: where containers attach and what they route through."""
+
+    def __init__(self, name: str, index: int, address: str, prefixlen: int, mtu: int,
+                 created: bool) -> None:
+        self.name = name
+        self.index = index
+        self.gateway = address  # the bridge's own address is the containers' gateway
+        self.subnet = str(ipaddress.IPv4Interface(f"{address}/{prefixlen}").network)
+        self.prefixlen = prefixlen
+        self.mtu = mtu
+        self.created = created
+
+
+def owner_alias(root: str) -> str:
+    return f"minirun --root {root}"[:IFALIAS_MAX]
+
+
+def veth_alias(cid: str) -> str:
+    return f"minirun container {cid}"[:IFALIAS_MAX]
+
+
+@contextlib.contextmanager
+def netlink(what: str) -> Iterator[None]:
+    """Turn a netlink error into one line: what failed and the errno."""
+    try:
+        yield
+    except NetlinkError as e:
+        raise MinirunError(f"{what}: {os.strerror(e.code)} ({errno_name(e.code)})") from None
+
+
+def host() -> IPRoute:
+    """Netlink in the runtime's own network namespace."""
+    return IPRoute()
+
+
+# ---------------------------------------------------------------- the bridge
+
+def ensure_bridge(ipr: IPRoute, name: str, subnet: str | None, root: str,
+                  default_subnet: str) -> Bridge:
+    """The bridge `name`, created (up, with the gateway address) when missing."""
+    link = _link(ipr, name)
+    if link is not None:
+        return _existing_bridge(ipr, link, name, subnet, root)
+    return _create_bridge(ipr, name, subnet or default_subnet, root)
+
+
+def _existing_bridge(ipr: IPRoute, link, name: str, subnet: str | None,
+                     root: str) -> Bridge:
+    kind = _kind(link)
+    if kind != "bridge":
+        raise MinirunError(f"--bridge {name}: an interface {name} exists and is "
+                           f"{'a ' + kind if kind else 'a device'}, not a bridge")
+    alias = link.get_attr("IFLA_IFALIAS") or ""
+    if alias.startswith("minirun --root ") and alias != owner_alias(root):
+        raise MinirunError(f"--bridge {name}: the bridge belongs to minirun with another "
+                           f"root ({alias[len('minirun --root '):]}), whose leases this "
+                           "root cannot see; use another --bridge")
+    addresses = _ipv4_of(ipr, link["index"])
+    if not addresses:
+        raise MinirunError(f"--bridge {name}: the bridge has no IPv4 address to be the "
+                           "containers' gateway; give it one, or use another --bridge")
+    if subnet is not None:
+        addresses = [(a, p) for a, p in addresses
+                     if str(ipaddress.IPv4Interface(f"{a}/{p}").network) == subnet]
+        if not addresses:
+            raise MinirunError(f"--subnet {subnet}: bridge {name} exists with another "
+                               f"subnet ({_subnets(ipr, link['index'])}); drop --subnet "
+                               "or use another --bridge")
+    address, prefixlen = addresses[0]
+    return Bridge(name, link["index"], address, prefixlen, link.get_attr("IFLA_MTU"),
+                  created=False)
+
+
+def _create_bridge(ipr: IPRoute, name: str, subnet: str, root: str) -> Bridge:
+    _refuse_overlap(ipr, subnet)
+    net = ipaddress.IPv4Network(subnet)
+    gateway = str(net.network_address + 1)
+    with netlink(f"create bridge {name}"):
+        ipr.link("add", ifname=name, kind="bridge")
+    try:
+        index = ipr.link_lookup(ifname=name)[0]
+        # the mark first: a bridge with it is removed by teardown, whatever fails next
+        with netlink(f"mark bridge {name} as minirun's"):
+            ipr.link("set", index=index, ifalias=owner_alias(root))
+        with netlink(f"add address {gateway}/{net.prefixlen} to bridge {name}"):
+            ipr.addr("add", index=index, address=gateway, prefixlen=net.prefixlen)
+        with netlink(f"bring bridge {name} up"):
+            ipr.link("set", index=index, state="up")
+        mtu = ipr.get_links(index)[0].get_attr("IFLA_MTU")
+    except BaseException:
+        with contextlib.suppress(NetlinkError):
+            ipr.link("del", ifname=name)
+        raise
+    return Bridge(name, index, gateway, net.prefixlen, mtu, created=True)
+
+
+def _refuse_overlap(ipr: IPRoute, subnet: str) -> None:
+    """A new bridge's subnet must not overlap an address already here: the routes
+    would fight, and containers could not reach that network."""
+    net = ipaddress.IPv4Network(subnet)
+    for msg in ipr.get_addr(family=socket.AF_INET):
+        iface = ipaddress.IPv4Interface(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}")
+        if iface.network.overlaps(net):
+            dev = msg.get_attr("IFA_LABEL") or f"interface {msg['index']}"
+            raise MinirunError(f"--subnet {subnet} overlaps {iface} on {dev}; "
+                               "choose another --subnet")
+
+
+def delete_bridge(ipr: IPRoute, name: str, root: str) -> bool:
+    """Delete the bridge if this root made it and nothing is attached any more."""
+    link = _link(ipr, name)
+    if link is None or _kind(link) != "bridge":
+        return False
+    if (link.get_attr("IFLA_IFALIAS") or "") != owner_alias(root):
+        return False
+    if any(port.get_attr("IFLA_MASTER") == link["index"] for port in ipr.get_links()):
+        return False  # an interface someone attached by hand: leave the bridge to them
+    with netlink(f"delete bridge {name}"):
+        ipr.link("del", index=link["index"])
+    return True
+
+
+# ---------------------------------------------------------------- the veth pair
+
+def add_veth(ipr: IPRoute, name: str, cid: str, bridge: Bridge, pid: int,
+             address: str) -> None:
+    """A veth pair: `name` on the bridge here, eth0 in the container's network
+    namespace with the address, the bridge's MTU and a default route via the bridge.
+    Both ends are made in one netlink request, so there is never a half pair; if what
+    follows fails, the caller deletes `name`, which takes eth0 with it."""
+    nsfd = _open_netns(pid)
+    try:
+        with in_netns(nsfd) as ctr:
+            _refuse_existing(ipr, name, "")
+            _refuse_existing(ctr, CONTAINER_IFNAME, " in the container's network namespace")
+            with netlink(f"create veth pair {name} / {CONTAINER_IFNAME} (container "
+                         f"{cid!r}, pid {pid})"):
+                ipr.link("add", ifname=name, kind="veth", mtu=bridge.mtu,
+                         master=bridge.index,
+                         peer={"ifname": CONTAINER_IFNAME, "mtu": bridge.mtu,
+                               "net_ns_fd": nsfd})
+            index = ipr.link_lookup(ifname=name)[0]
+            with netlink(f"mark veth {name} as container {cid!r}'s"):
+                ipr.link("set", index=index, ifalias=veth_alias(cid))
+            with netlink(f"bring veth {name} up"):
+                ipr.link("set", index=index, state="up")
+            _configure_container_end(ctr, address, bridge)
+    finally:
+        os.close(nsfd)
+
+
+def _configure_container_end(ctr: IPRoute, address: str, bridge: Bridge) -> None:
+    where = f"{CONTAINER_IFNAME} in the container"
+    index = ctr.link_lookup(ifname=CONTAINER_IFNAME)[0]
+    with netlink(f"add address {address}/{bridge.prefixlen} to {where}"):
+        ctr.addr("add", index=index, address=address, prefixlen=bridge.prefixlen)
+    with netlink(f"bring {where} up"):
+        ctr.link("set", index=index, state="up")
+    with netlink(f"add default route via {bridge.gateway} to {where}"):
+        ctr.route("add", dst="0.0.0.0/0", gateway=bridge.gateway, oif=index)
+
+
+def delete_veth(ipr: IPRoute, name: str, cid: str) -> None:
+    """Delete the host end (the kernel deletes its peer); nothing if already gone,
+    as when the container's namespace died and took the pair with it."""
+    link = _link(ipr, name)
+    if link is None or _kind(link) != "veth":
+        return
+    # No alias: made by a setup killed before it could mark it.
+    if (link.get_attr("IFLA_IFALIAS") or veth_alias(cid)) != veth_alias(cid):
+        return
+    with netlink(f"delete veth {name}"):
+        try:
+            ipr.link("del", index=link["index"])
+        except NetlinkError as e:
+            if e.code != 19:  # ENODEV: gone meanwhile, with its namespace
+                raise
+
+
+def _refuse_existing(ipr: IPRoute, name: str, where: str) -> None:
+    if _link(ipr, name) is not None:
+        raise MinirunError(f"cannot create interface {name}{where}: an interface of "
+                           "that name already exists")
+
+
+# ---------------------------------------------------------------- namespaces
+
+def _open_netns(pid: int) -> int:
+    path = f"/proc/{pid}/ns/net"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise MinirunError(f"open {path}: {e.strerror}: the container's init "
+                           f"(pid {pid}) is gone") from None
+    mine, theirs = os.stat("/proc/thread-self/ns/net"), os.fstat(fd)
+    if (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino):
+        os.close(fd)
+        raise MinirunError("--network bridge: the container shares the runtime's network "
+                           "namespace; it needs one of its own (linux.namespaces: network)")
+    return fd
+
+
+@contextlib.contextmanager
+def in_netns(nsfd: int) -> Iterator[IPRoute]:
+    """Netlink in another network namespace. A netlink socket belongs to the namespace
+    it was created in: this thread enters the namespace just to create it, then comes
+    back (pyroute2's own netns= support forks a helper process for that, ~10 ms)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(nsfd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise MinirunError(f"setns into the container's network namespace: "
+                               f"{os.strerror(err)} ({errno_name(err)})")
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)  # NETLINK_ROUTE
+        finally:
+            if libc.setns(home, CLONE_NEWNET) != 0:
+                # Never carry on (nor undo anything) in the container's namespace.
+                os.write(2, b"minirun: fatal: cannot return to the runtime's network "
+                            b"namespace\n")
+                os._exit(125)
+    finally:
+        os.close(home)
+    ipr = IPRoute(fileno=sock.detach())
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+# ---------------------------------------------------------------- forwarding
+
+FORWARDING = "/proc/sys/net/ipv4/ip_forward"
+
+
+def enable_forwarding() -> None:
+    """Routing between the bridge and the other interfaces, in this namespace. Left
+    on afterwards, as every engine does: other users may rely on it by then."""
+    try:
+        with open(FORWARDING, "r+") as f:
+            if f.read().strip() != "1":
+                f.seek(0)
+                f.write("1\n")
+    except OSError as e:
+        raise MinirunError(f"enable forwarding: {FORWARDING}: {e.strerror}") from None
+
+
+# ---------------------------------------------------------------- look-ups
+
+def _link(ipr: IPRoute, name: str):
+    indexes = ipr.link_lookup(ifname=name)
+    if not indexes:
+        return None
+    try:
+        return ipr.get_links(indexes[0])[0]
+    except NetlinkError:
+        return None  # deleted meanwhile
+
+
+def _kind(link) -> str | None:
+    info = link.get_attr("IFLA_LINKINFO")
+    return info.get_attr("IFLA_INFO_KIND") if info is not None else None
+
+
+def _ipv4_of(ipr: IPRoute, index: int) -> list[tuple[str, int]]:
+    return [(m.get_attr("IFA_ADDRESS"), m["prefixlen"])
+            for m in ipr.get_addr(family=socket.AF_INET, index=index)]
+
+
+def _subnets(ipr: IPRoute, index: int) -> str:
+    return ", ".join(str(ipaddress.IPv4Interface(f"{a}/{p}").network)
+                     for a, p in _ipv4_of(ipr, index))
