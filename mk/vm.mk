@@ -1,0 +1,48 @@
+# The VM lane and the teaching-lab VM check (included by the Makefile: `include mk/vm.mk`).
+#
+#   make test-vm        boot a pure cgroup v2 kernel under qemu (TCG, virtme-ng) on the host's
+#                       filesystem; inside: a smoke test of the core, then pytest on VM_TESTS
+#                       (files that do not exist are skipped); the guest's real exit status
+#                       is make's, and boot + tests are timed
+#   make bench-vm       in the same VM: the smallest memory.max under which `run /bin/true`
+#                       succeeds, for runc and for minirun (tests/vm/memmin.py)
+#   make vm-prepare     only install what the lane needs (apt packages, the kernel, virtme-ng)
+#   make check-vagrant  the Vagrantfile's Ruby syntax, and its provisioning script run here
+#
+# Knobs: VM_TESTS, VM_PYTEST_ARGS (after `--` to pytest, e.g. VM_PYTEST_ARGS="-k smoke"),
+# VM_CACHE, VM_TIMEOUT (seconds before the VM is killed), VM_CPUS, VM_MEMORY, VM_RESULTS,
+# VM_BENCH_ARGS (memmin.py options), VM_KERNEL_PKG, VM_VIRTME_NG (see tests/vm/prepare.sh).
+# Every target runs as root; the lane only ever touches cgroups inside the guest.
+
+VM_PYTHON   ?= /usr/bin/python3
+VM_CACHE    ?= /var/cache/minirun-vm
+VM_TESTS    ?= tests/test_cgroups_v2.py tests/vm/test_vm_smoke.py
+VM_PYTEST_ARGS ?=
+VM_TIMEOUT  ?= 2400
+VM_CPUS     ?= 2
+VM_MEMORY   ?= 2G
+VM_RESULTS  ?= $(CURDIR)/build/vm/results
+VM_BENCH_ARGS ?=
+VM_RUN = $(VM_PYTHON) -I tests/vm/run.py --cache $(VM_CACHE) --timeout $(VM_TIMEOUT) \
+         --cpus $(VM_CPUS) --memory $(VM_MEMORY) --results $(VM_RESULTS)
+
+.PHONY: vm-prepare test-vm bench-vm check-vagrant
+
+## vm-prepare: qemu, kmod, Debian's generic kernel unpacked into /lib/modules, virtme-ng in a venv
+vm-prepare:
+	bash tests/vm/prepare.sh $(VM_CACHE)
+
+## test-vm: the VM lane (needs the .venv of `make install`, used read-only in the guest)
+test-vm: install vm-prepare
+	$(VM_RUN) test $(VM_TESTS) $(if $(strip $(VM_PYTEST_ARGS)),-- $(VM_PYTEST_ARGS))
+
+## bench-vm: runc's and minirun's smallest memory.max for `run /bin/true`, in the VM
+bench-vm: install vm-prepare
+	$(VM_RUN) bench --runtime /usr/sbin/runc --runtime $(CURDIR)/$(or $(VENV),.venv)/bin/minirun $(VM_BENCH_ARGS)
+
+## check-vagrant: Ruby syntax of vagrant/Vagrantfile, then vagrant/provision.sh run on this host
+check-vagrant:
+	@command -v ruby >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends ruby; }
+	ruby -c vagrant/Vagrantfile
+	bash -n vagrant/provision.sh
+	bash vagrant/provision.sh $(CURDIR)

@@ -1,0 +1,173 @@
+#!/bin/bash
+# The VM lane's guest side: runs inside the VM that tests/vm/run.py boots.
+#
+#   guest.sh RESULTS REPO test [FILE...] [-- PYTEST_OPTION...]
+#   guest.sh RESULTS REPO bench [MEMMIN_OPTION...]
+#
+# RESULTS is the --rwdir shared with the host: everything is written there, because
+# vng's own exit status is always 255 and --exec output does not reliably reach the
+# host. guest.log is the whole output; timings has "STEP SECONDS" lines; status
+# (written last, atomically) the lane's exit status. REPO is the checkout, read-only
+# here: its .venv (made by `make install` on the host) is used as it is.
+#
+# `test`: the environment (cgroup v2 only, the venv and the launcher), a smoke test of
+# the core (a busybox container: exit status, pid 1, hostname), then pytest on the
+# FILEs that exist (missing ones are reported and skipped). `bench`: tests/vm/memmin.py.
+#
+# The guest's root is the host's filesystem read-only; /run, /tmp, /var/tmp are
+# writable (tmpfs or overlays in RAM): state roots, bundles and Python's bytecode
+# cache go under /run/minirun-vm.
+set -u
+
+results=$1 repo=$2 mode=$3
+shift 3
+exec >"$results/guest.log" 2>&1 </dev/null
+rm -f "$results/status" "$results/timings"
+
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/run/minirun-vm/home
+export PYTHONPYCACHEPREFIX=/run/minirun-vm/pycache
+export MINIRUN_ROOTFS_CACHE=/run/minirun-vm/rootfs-cache
+unset PYTHONDONTWRITEBYTECODE
+mkdir -p "$HOME" "$PYTHONPYCACHEPREFIX" "$MINIRUN_ROOTFS_CACHE"
+# Generous: code here runs 50-100x slower than on the host.
+PYTEST_TIMEOUT=${VM_PYTEST_TIMEOUT:-1800}
+export MINIRUN_TEST_TIMEOUT=${MINIRUN_TEST_TIMEOUT:-300}
+
+VPY=$repo/.venv/bin/python3
+MINIRUN=$repo/.venv/bin/minirun
+lane_start=$(date +%s%N)
+read -r up_start _ </proc/uptime
+
+now() { date +%s%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e9 }'; }
+timing() { echo "$1 $2" >>"$results/timings"; }
+finish() {
+    local rc=$1
+    read -r up_end _ </proc/uptime
+    timing kernel-up-before-lane "$up_start"
+    timing lane "$(secs "$lane_start" "$(now)")"
+    echo "== guest: lane exit status $rc (kernel up ${up_start}s before the lane, ${up_end}s at its end)"
+    sync
+    echo "$rc" >"$results/status.tmp" && mv "$results/status.tmp" "$results/status"
+    sync
+    exit "$rc"
+}
+
+# ---- the environment ---------------------------------------------------------------
+step_start=$(now)
+echo "== guest: kernel $(uname -r), $(nproc) cpus, up ${up_start}s"
+env_ok=1
+fstype=$(stat -fc %T /sys/fs/cgroup)
+v1=$(awk '$3 == "cgroup"' /proc/mounts)
+echo "/sys/fs/cgroup: $fstype; cgroup.controllers: $(cat /sys/fs/cgroup/cgroup.controllers 2>&1);" \
+     "root subtree_control: '$(cat /sys/fs/cgroup/cgroup.subtree_control 2>&1)'; self: $(cat /proc/self/cgroup)"
+if [ "$fstype" != cgroup2fs ] || [ -n "$v1" ]; then
+    echo "FAIL: not a pure cgroup v2 guest (v1 mounts: ${v1:-none})"
+    env_ok=0
+fi
+if [ ! -x "$VPY" ] || [ ! -x "$MINIRUN" ]; then
+    echo "FAIL: $repo/.venv is missing or incomplete: run 'make install' on the host first"
+    env_ok=0
+else
+    shebang=$(head -n 1 "$MINIRUN")
+    if [ "$shebang" != "#!$VPY -IS" ]; then
+        echo "FAIL: $MINIRUN starts with '$shebang', not '#!$VPY -IS' (re-run make install)"
+        env_ok=0
+    fi
+    t0=$(now)
+    if ver=$("$VPY" -IS -c 'import sys; print(sys.version.split()[0])'); then
+        echo "venv interpreter: $VPY -IS: Python $ver ($(secs "$t0" "$(now)") s)"
+    else
+        echo "FAIL: $VPY -IS does not start"
+        env_ok=0
+    fi
+    t0=$(now)
+    if ver=$("$MINIRUN" --version); then
+        echo "launcher: $MINIRUN --version: $(echo "$ver" | head -n 1) ($(secs "$t0" "$(now)") s)"
+    else
+        echo "FAIL: $MINIRUN --version failed: the installed package does not import here"
+        env_ok=0
+    fi
+fi
+timing environment "$(secs "$step_start" "$(now)")"
+[ "$env_ok" = 1 ] || finish 1
+
+# ---- bench: memmin.py ----------------------------------------------------------------
+if [ "$mode" = bench ]; then
+    step_start=$(now)
+    echo "== guest: tests/vm/memmin.py $*"
+    timeout -k 30 "$PYTEST_TIMEOUT" "$VPY" -I "$repo/tests/vm/memmin.py" \
+        --json "$results/memmin.json" "$@"
+    rc=$?
+    [ "$rc" = 124 ] && echo "FAIL: memmin.py timed out after ${PYTEST_TIMEOUT}s"
+    timing memmin "$(secs "$step_start" "$(now)")"
+    finish "$rc"
+fi
+[ "$mode" = test ] || { echo "guest.sh: unknown mode '$mode' (test or bench)"; finish 2; }
+
+# ---- test: the smoke test of the core --------------------------------------------------
+step_start=$(now)
+echo "== guest: smoke test: minirun runs a busybox container"
+smoke_ok=1
+root=/run/minirun-vm/state
+bundle=/run/minirun-vm/smoke-bundle
+id=vm-smoke-$$
+rm -rf "$bundle"
+if ! "$VPY" -I "$repo/tests/tools/mkbundle.py" "$bundle" --hostname vm-smoke -- \
+        /bin/sh -c 'echo "pid=$$ hostname=$(hostname)"; exit 7' >/dev/null; then
+    echo "FAIL: mkbundle.py could not build the bundle"
+    smoke_ok=0
+else
+    t0=$(now)
+    out=$(timeout -k 10 300 "$MINIRUN" --root "$root" run --bundle "$bundle" "$id" 2>&1)
+    rc=$?
+    echo "minirun run: exit $rc in $(secs "$t0" "$(now)") s; output: $out"
+    if [ "$rc" != 7 ]; then
+        echo "FAIL: exit status $rc, expected 7 (the container's)"
+        smoke_ok=0
+    fi
+    if ! grep -qx 'pid=1 hostname=vm-smoke' <<<"$out"; then
+        echo "FAIL: expected the line 'pid=1 hostname=vm-smoke' from the container"
+        smoke_ok=0
+    fi
+    "$MINIRUN" --root "$root" delete --force "$id" >/dev/null 2>&1
+    left=$(ls -A "$root" 2>/dev/null)
+    if [ -n "$left" ]; then
+        echo "FAIL: state left under $root: $left"
+        smoke_ok=0
+    fi
+fi
+[ "$smoke_ok" = 1 ] && echo "PASS: smoke test" || echo "FAIL: smoke test"
+timing smoke "$(secs "$step_start" "$(now)")"
+
+# ---- test: pytest on the selection -----------------------------------------------------
+files=() opts=()
+while [ $# -gt 0 ]; do
+    if [ "$1" = -- ]; then shift; opts=("$@"); break; fi
+    if [ -e "$repo/${1%%::*}" ]; then
+        files+=("$1")
+    else
+        echo "skipping $1: no such file (yet)"
+    fi
+    shift
+done
+pytest_rc=0
+if [ ${#files[@]} = 0 ]; then
+    echo "== guest: no pytest file of the selection exists: pytest not run"
+else
+    step_start=$(now)
+    echo "== guest: pytest ${files[*]} ${opts[*]}"
+    cd "$repo" || finish 1
+    timeout -k 30 "$PYTEST_TIMEOUT" "$VPY" -m pytest -p no:cacheprovider -v -rfEs \
+        --junitxml="$results/junit.xml" "${files[@]}" "${opts[@]}"
+    pytest_rc=$?
+    case $pytest_rc in
+        124) echo "FAIL: pytest timed out after ${PYTEST_TIMEOUT}s" ;;
+        5) echo "pytest collected no test (exit 5): counted as a pass"; pytest_rc=0 ;;
+    esac
+    timing pytest "$(secs "$step_start" "$(now)")"
+fi
+
+if [ "$smoke_ok" != 1 ]; then finish 1; fi
+finish "$pytest_rc"
