@@ -7,7 +7,8 @@
 #   make bench-vm       in the same VM: the smallest memory.max under which `run /bin/true`
 #                       succeeds, for runc and for minirun (tests/vm/memmin.py)
 #   make vm-prepare     only install what the lane needs (apt packages, the kernel, virtme-ng)
-#   make check-vagrant  the Vagrantfile's Ruby syntax, and its provisioning script run here
+#   make check-vagrant  the Vagrantfile's Ruby syntax and settings, and its provisioning
+#                       script run on this host (Vagrant itself cannot run here)
 #
 # Knobs: VM_TESTS, VM_PYTEST_ARGS (after `--` to pytest, e.g. VM_PYTEST_ARGS="-k smoke"),
 # VM_CACHE, VM_TIMEOUT (seconds before the VM is killed), VM_CPUS, VM_MEMORY, VM_RESULTS,
@@ -40,9 +41,12 @@ test-vm: install vm-prepare
 bench-vm: install vm-prepare
 	$(VM_RUN) bench --runtime /usr/sbin/runc --runtime $(CURDIR)/$(or $(VENV),.venv)/bin/minirun $(VM_BENCH_ARGS)
 
-## check-vagrant: Ruby syntax of vagrant/Vagrantfile, then vagrant/provision.sh run on this host
+## check-vagrant: vagrant/Vagrantfile's Ruby syntax and settings (evaluated without Vagrant by
+## vagrant/check.rb), then its provisioning script run for real on this host: it only runs
+## `make demo` and `make install` (and installs make if missing), both idempotent
 check-vagrant:
 	@command -v ruby >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends ruby; }
 	ruby -c vagrant/Vagrantfile
+	ruby vagrant/check.rb
 	bash -n vagrant/provision.sh
 	bash vagrant/provision.sh $(CURDIR)
