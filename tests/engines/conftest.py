@@ -1,0 +1,810 @@
+"""Harness for the engine tests: containerd (through ``ctr``) and podman (through
+conmon) driving the runtime under test, offline, as in ``shared/notes/engines.md``.
+
+The runtime is ``ENGINE_RUNTIME`` (default ``<repo>/.venv/bin/minirun``); point it
+at ``/usr/sbin/runc`` to run the same scenarios against the reference. The engines
+call it through an argv-logging wrapper, ``<scratch>/bin/<basename>`` (same
+basename, so that podman and conmon treat it as they treat the runtime itself).
+Every call lands in ``<scratch>/runtime-calls.log``; a failing test shows the calls
+made during it. ``ENGINE_RUNTIME_LOGS=1`` makes the wrapper wait for the runtime
+instead of exec'ing it, and append its exit status and the lines it wrote to its
+``--log`` file: the exact runtime error, at the cost of one extra process between
+the engine and the runtime.
+
+Safety on this hybrid-cgroup host: the cgroup v1 hierarchies under
+``/sys/fs/cgroup`` belong to the machine. containerd, podman, their shims and
+conmon, and so the runtime, run only inside a private mount namespace in which
+``/sys/fs/cgroup`` is a lone cgroup2 mount (the host's ``/sys/fs/cgroup/unified``).
+``supervisor.py`` holds that namespace for the session, runs containerd in it and
+ends everything it started when the session ends or pytest dies; podman enters it
+with ``nsenter``. The session fails if a directory appeared in a v1 hierarchy.
+containerd and its shims live outside pytest's process tree (the suite's leak
+check fails any process left below pytest): the per-test check here fails any
+process left below the supervisor but containerd.
+
+Engines keep some things outside the scratch folder; they are cleaned by id:
+``/run/containerd/runc/<ns>/<id>``, the shim socket ``/run/containerd/s/<sha256>``,
+``/run/containerd/fifo/*`` (files named ``<id>-stdout`` ...), podman's runtime root
+(``/run/runc``, ``/run/minirun``: no ``--root`` is passed), the cgroups
+``/<ns>/<id>`` (containerd) and ``/<podman cgroup parent>/...`` in the cgroup2
+hierarchy, the engines' temporary files in /tmp (``runc-process*``, ``pty*``,
+``conmon-term.*``), and c/image's ``/var/lib/containers/cache`` (``podman load``
+writes its blob-info cache there whatever the storage config says). Directories
+the session created (``/run/containerd``, the runtime root) are removed when empty.
+
+Constraints of this host the scenarios follow: the cgroup2 hierarchy has no cpu or
+pids controller (they are bound to v1), so ``ctr run`` gets ``--cpu-shares 0`` (its
+default 1024 writes cpu.weight) and podman ``pids_limit = 0``; podman's default
+ulimits need CAP_SYS_RESOURCE, so containers.conf sets lower ones.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import select
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from .image import DEFAULT_NAME as IMAGE
+from .image import build_oci_archive
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+RUNTIME = os.environ.get("ENGINE_RUNTIME") or str(REPO / ".venv" / "bin" / "minirun")
+RUNTIME_NAME = os.path.basename(RUNTIME)
+IS_MINIRUN = "minirun" in RUNTIME_NAME
+TIMEOUT = float(os.environ.get("ENGINE_TEST_TIMEOUT", "60"))
+KEEP_LOGS = os.environ.get("ENGINE_RUNTIME_LOGS") == "1"
+# podman passes no --root: the runtime uses its own default state root
+_DEFAULT_ROOTS = {"runc": "/run/runc", "crun": "/run/crun", "minirun": "/run/minirun"}
+RUNTIME_ROOT = Path(os.environ.get("ENGINE_RUNTIME_ROOT")
+                    or _DEFAULT_ROOTS.get(RUNTIME_NAME, f"/run/{RUNTIME_NAME}"))
+CONTAINERD_RUN = Path("/run/containerd")  # shim sockets, fifos, runc roots (fixed in 1.6)
+BLOBINFO_CACHE = Path("/var/lib/containers")
+CGROUP_FS = Path("/sys/fs/cgroup")
+# What /sys/fs/cgroup is in the engines' namespace, seen from the host.
+CGROUP2_HOST = CGROUP_FS / "unified" if (CGROUP_FS / "unified").is_dir() else CGROUP_FS
+SUPERVISOR = HERE / "supervisor.py"
+
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+
+# Pause/resume need the cgroup freezer; minirun gets cgroups in issue 4.
+needs_freezer = pytest.mark.xfail(IS_MINIRUN, reason="needs the cgroup freezer (issue 4)",
+                                  strict=False)
+
+
+def missing(*tools: str) -> list[str]:
+    return [t for t in tools if shutil.which(t) is None]
+
+
+def skip_unless_usable(*tools: str) -> None:
+    """Module-level skip with a reason when the engine is not installed or we are not root."""
+    if os.geteuid() != 0:
+        pytest.skip("engine tests need root", allow_module_level=True)
+    gone = missing(*tools)
+    if gone:
+        pytest.skip(f"not installed: {', '.join(gone)} (make test installs them with apt)",
+                    allow_module_level=True)
+
+
+# --------------------------------------------------------------------------
+# Running commands
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Res:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def __str__(self) -> str:
+        return (f"$ {shlex.join(self.argv)}\n-> exit {self.returncode}\n"
+                f"stdout: {self.stdout!r}\nstderr: {self.stderr!r}")
+
+
+class Runner:
+    """Runs commands with output in files (a container may inherit the stdio of
+    the engine command that started it: a pipe would make us wait for it)."""
+
+    def __init__(self, io_dir: Path):
+        self.io_dir = io_dir
+        self.io_dir.mkdir(parents=True, exist_ok=True)
+        self.n = 0
+
+    def __call__(self, argv: list[str], *, env: dict | None = None, tty: bool = False,
+                 input: str | None = None, timeout: float = TIMEOUT) -> Res:
+        shown = list(argv)
+        if tty:
+            # a pty for -t (ctr and podman refuse -t without one); script's exit
+            # status is the command's (-e), its output is the terminal's
+            argv = ["script", "-qec", shlex.join(argv), "/dev/null"]
+        self.n += 1
+        base = self.io_dir / f"{self.n:04d}"
+        out_p, err_p, in_p = (base.with_suffix(s) for s in (".out", ".err", ".in"))
+        if input is not None:
+            in_p.write_text(input)
+        with open(out_p, "wb") as out_f, open(err_p, "wb") as err_f, \
+                open(in_p if input is not None else os.devnull, "rb") as in_f:
+            p = subprocess.Popen(argv, stdin=in_f, stdout=out_f, stderr=err_f, env=env)
+            try:
+                rc = p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()  # our own child, by pid
+                p.wait()
+                raise AssertionError(
+                    f"timed out after {timeout}s: {shlex.join(shown)}\n"
+                    f"stdout: {out_p.read_text(errors='replace')!r}\n"
+                    f"stderr: {err_p.read_text(errors='replace')!r}") from None
+        out = out_p.read_text(errors="replace")
+        if tty:
+            out = out.replace("\r\n", "\n").replace("\0", "")
+        return Res(shown, rc, out, err_p.read_text(errors="replace"))
+
+
+def wait_for(pred, what: str, timeout: float = 10.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].split()[0] not in ("Z", "X")
+
+
+def children_table() -> dict[int, list[int]]:
+    table: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text()
+            except OSError:
+                continue
+            table.setdefault(int(stat[stat.rfind(")") + 2:].split()[1]), []).append(int(d))
+    return table
+
+
+def descendants(pid: int) -> list[int]:
+    table = children_table()
+    out, todo = [], [pid]
+    while todo:
+        for c in table.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return "?"
+
+
+def v1_cgroup_dirs() -> set[str]:
+    """Every directory of the host's cgroup v1 hierarchies, but the machine
+    supervisor's own (process_api makes one per job it runs)."""
+    out: set[str] = set()
+    if CGROUP2_HOST == CGROUP_FS:
+        return out  # a pure cgroup v2 host: no v1 hierarchy to protect
+    for h in os.listdir(CGROUP_FS):
+        top = CGROUP_FS / h
+        if h == "unified" or not top.is_dir():
+            continue
+        for dirpath, dirnames, _ in os.walk(top):
+            dirnames[:] = [d for d in dirnames if d != "process_api"]
+            out.update(os.path.join(dirpath, d) for d in dirnames)
+    return out
+
+
+def rmdir_tree(top: Path) -> list[str]:
+    """rmdir a cgroup (or any directory of empty directories) bottom-up; returns
+    what could not be removed."""
+    left = []
+    if not top.is_dir():
+        return left
+    for dirpath, _, _ in sorted(os.walk(top), key=lambda t: -len(t[0])):
+        try:
+            os.rmdir(dirpath)
+        except OSError as e:
+            left.append(f"{dirpath}: {e.strerror}")
+    return left
+
+
+# --------------------------------------------------------------------------
+# The session: scratch folder, wrapper, image, private namespace, containerd
+# --------------------------------------------------------------------------
+
+
+_WRAPPER_EXEC = """#!/bin/sh
+# written by tests/engines/conftest.py: log the argv, then become the runtime
+printf '%s\\n' "$*" >> {log}
+exec {runtime} "$@"
+"""
+
+_WRAPPER_KEEP_LOGS = """#!/bin/sh
+# written by tests/engines/conftest.py (ENGINE_RUNTIME_LOGS=1): log the argv, run
+# the runtime, log its exit status and what it appended to its --log file
+printf '%s\\n' "$*" >> {log}
+rlog=; prev=
+for a; do
+    [ "$prev" = --log ] && rlog=$a
+    case $a in --log=*) rlog=${{a#--log=}};; esac
+    prev=$a
+done
+size=0
+[ -n "$rlog" ] && [ -f "$rlog" ] && size=$(stat -c %s "$rlog")
+{runtime} "$@"
+rc=$?
+{{
+    printf '  -> exit %s\\n' "$rc"
+    [ -n "$rlog" ] && [ -f "$rlog" ] && tail -c +$((size + 1)) "$rlog" | sed 's/^/  log: /'
+}} >> {log}
+exit $rc
+"""
+
+
+@dataclass
+class EngineHost:
+    scratch: Path
+    ns_pid: int
+    containerd_pid: int | None
+    wrapper: Path
+    calls_log: Path
+    archive: Path
+    run: Runner
+    supervisor_log: Path
+    _ctl: int = -1
+
+    def in_ns(self, argv: list[str]) -> list[str]:
+        return ["nsenter", "-t", str(self.ns_pid), "-m", "--", *argv]
+
+    def calls_offset(self) -> int:
+        return self.calls_log.stat().st_size if self.calls_log.exists() else 0
+
+    def calls_since(self, offset: int) -> str:
+        if not self.calls_log.exists():
+            return ""
+        with open(self.calls_log, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
+    def ns_mounts(self) -> set[str]:
+        """Mounts of the engines' namespace under the scratch folder."""
+        out = set()
+        for line in Path(f"/proc/{self.ns_pid}/mountinfo").read_text().splitlines():
+            f = line.split()
+            if str(self.scratch) in f[4] or str(self.scratch) in f[3]:
+                out.add(f"{f[4]} ({line.split(' - ')[1].split()[0]})")
+        return out
+
+    def stray_processes(self) -> dict[int, str]:
+        """Processes below the supervisor other than containerd."""
+        return {p: cmdline(p) for p in descendants(self.ns_pid)
+                if p != self.containerd_pid and pid_alive(p)}
+
+    def containerd_alive(self) -> bool:
+        return self.containerd_pid is not None and pid_alive(self.containerd_pid)
+
+
+def _start_supervisor(scratch: Path, command: list[str]) -> tuple[int, int | None, int]:
+    """Start supervisor.py outside pytest's process tree; returns (its pid,
+    containerd's pid or None, the control pipe's write end)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    was = ctypes.c_int(0)
+    libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(was), 0, 0, 0)
+    ctl_r, ctl_w = os.pipe()
+    rdy_r, rdy_w = os.pipe()
+    log = scratch / "supervisor.log"
+    # With pytest not a subreaper for this moment, the supervisor re-parents
+    # away from it when its starter (its parent) exits.
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+    try:
+        with open(log, "ab") as lf:
+            starter = subprocess.Popen(
+                [sys.executable, "-I", str(SUPERVISOR), "--control-fd", str(ctl_r),
+                 "--ready-fd", str(rdy_w), "--log", str(log), "--", *command],
+                pass_fds=(ctl_r, rdy_w), stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
+                start_new_session=True)
+            starter.wait(timeout=30)
+    finally:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, was.value, 0, 0, 0)
+        os.close(ctl_r)
+        os.close(rdy_w)
+    with os.fdopen(rdy_r) as rdy:
+        r, _, _ = select.select([rdy], [], [], 30)
+        line = rdy.readline() if r else ""
+    if not line:
+        os.close(ctl_w)
+        raise RuntimeError(f"supervisor did not start; its log:\n{log.read_text()}")
+    msg = json.loads(line)
+    if "error" in msg:
+        os.close(ctl_w)
+        raise RuntimeError(f"supervisor: {msg['error']}")
+    return msg["pid"], msg["child"], ctl_w
+
+
+def _stop_supervisor(host: EngineHost) -> list[str]:
+    problems = []
+    try:
+        pidfd = os.pidfd_open(host.ns_pid)
+    except ProcessLookupError:
+        pidfd = None
+    os.close(host._ctl)  # EOF: the supervisor stops containerd and exits
+    if pidfd is not None:
+        r, _, _ = select.select([pidfd], [], [], 30)
+        os.close(pidfd)
+        if not r:
+            problems.append(f"supervisor {host.ns_pid} still running 30 s after the session")
+    log = host.supervisor_log.read_text(errors="replace") if host.supervisor_log.exists() else ""
+    killed = [ln for ln in log.splitlines() if "leftover" in ln or "ignored SIGTERM" in ln]
+    if killed:
+        problems.append("the supervisor had to kill: " + "; ".join(killed))
+    return problems
+
+
+def _snapshot_paths(paths: Iterable[Path]) -> dict[Path, bool]:
+    return {p: p.exists() for p in paths}
+
+
+@pytest.fixture(scope="session")
+def engine_host(tmp_path_factory: pytest.TempPathFactory):
+    """The session's scratch folder, runtime wrapper, image archive and the private
+    mount namespace (with containerd running in it when containerd is installed)."""
+    if os.geteuid() != 0:
+        pytest.skip("engine tests need root")
+    if not os.access(RUNTIME, os.X_OK):
+        pytest.fail(f"ENGINE_RUNTIME {RUNTIME} is not an executable (run make install?)")
+    scratch = tmp_path_factory.mktemp("engines")
+    bindir = scratch / "bin"
+    bindir.mkdir()
+    calls = scratch / "runtime-calls.log"
+    wrapper = bindir / RUNTIME_NAME
+    tpl = _WRAPPER_KEEP_LOGS if KEEP_LOGS else _WRAPPER_EXEC
+    wrapper.write_text(tpl.format(log=shlex.quote(str(calls)),
+                                  runtime=shlex.quote(os.path.abspath(RUNTIME))))
+    wrapper.chmod(0o755)
+    archive = build_oci_archive(scratch / "busybox.oci.tar", IMAGE)
+
+    v1_before = v1_cgroup_dirs()
+    existed = _snapshot_paths([CONTAINERD_RUN, CONTAINERD_RUN / "runc", CONTAINERD_RUN / "s",
+                               CONTAINERD_RUN / "fifo", RUNTIME_ROOT, BLOBINFO_CACHE])
+
+    command: list[str] = []
+    if not missing("containerd", "ctr"):
+        cd = scratch / "containerd"
+        cd.mkdir()
+        (cd / "config.toml").write_text(f"""version = 2
+root = "{cd}/root"
+state = "{cd}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "{cd}/containerd.sock"
+
+[ttrpc]
+  address = "{cd}/containerd.sock.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{cd}/opt"
+""")
+        command = ["containerd", "--config", str(cd / "config.toml")]
+    ns_pid, cd_pid, ctl = _start_supervisor(scratch, command)
+    host = EngineHost(scratch, ns_pid, cd_pid, wrapper, calls, archive,
+                      Runner(scratch / "io"), scratch / "supervisor.log", ctl)
+    try:
+        yield host
+    finally:
+        problems = _stop_supervisor(host)
+        # what the session created outside the scratch folder, if now empty
+        for p in (CONTAINERD_RUN / "runc", CONTAINERD_RUN / "s", CONTAINERD_RUN / "fifo",
+                  CONTAINERD_RUN, RUNTIME_ROOT):
+            if not existed[p] and p.is_dir():
+                try:
+                    p.rmdir()
+                except OSError:
+                    problems.append(f"{p} (created by this session) is not empty: "
+                                    f"{sorted(os.listdir(p))}")
+        if not existed[BLOBINFO_CACHE] and BLOBINFO_CACHE.is_dir():
+            cache = BLOBINFO_CACHE / "cache"
+            (cache / "blob-info-cache-v1.boltdb").unlink(missing_ok=True)
+            problems += rmdir_tree(BLOBINFO_CACHE)
+        new_v1 = v1_cgroup_dirs() - v1_before
+        if new_v1:
+            problems.append(f"CGROUP V1 DIRECTORIES APPEARED (never touch them): {sorted(new_v1)}")
+        if problems:
+            pytest.fail("engine session cleanup:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+# --------------------------------------------------------------------------
+# Per-test bookkeeping shared by ctr and podman
+# --------------------------------------------------------------------------
+
+
+_TMP_PATTERNS = ("runc-process", "pty", "conmon-term.")
+
+
+def _engine_tmp_files() -> set[str]:
+    return {n for n in os.listdir("/tmp") if n.startswith(_TMP_PATTERNS)}
+
+
+@dataclass
+class CaseBase:
+    host: EngineHost
+    new_id: object  # the suite's CaseCtx.new_id: ids the suite's leak check knows
+    ids: list[str] = field(default_factory=list)
+    _calls_at: int = 0
+    _mounts_at: set[str] = field(default_factory=set)
+    _tmp_at: set[str] = field(default_factory=set)
+    call_failed: bool = False  # set by pytest_runtest_makereport
+
+    def begin(self) -> None:
+        self._calls_at = self.host.calls_offset()
+        self._mounts_at = self.host.ns_mounts()
+        self._tmp_at = _engine_tmp_files()
+
+    def cid(self, tag: str = "") -> str:
+        c = self.new_id(tag)
+        self.ids.append(c)
+        return c
+
+    def runtime_calls(self) -> str:
+        return self.host.calls_since(self._calls_at)
+
+    def common_checks(self) -> list[str]:
+        problems = []
+        try:
+            wait_for(lambda: not self.host.stray_processes(), "engine processes to exit", 10)
+        except AssertionError:
+            problems.append(f"processes left below the engines: {self.host.stray_processes()}")
+        new_m = self.host.ns_mounts() - self._mounts_at
+        if new_m:
+            problems.append(f"mounts left in the engines' namespace: {sorted(new_m)}")
+        new_tmp = _engine_tmp_files() - self._tmp_at
+        if new_tmp:
+            # conmon leaves its console socket when the runtime failed: a leak
+            # only if the test passed
+            if not self.call_failed:
+                problems.append(f"engine temporary files left in /tmp: {sorted(new_tmp)}")
+            for n in new_tmp:
+                p = Path("/tmp") / n
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        return problems
+
+    def runtime_root_checks(self, ids: Iterable[str]) -> list[str]:
+        """State the runtime kept under its default root (podman passes no --root)."""
+        problems = []
+        for i in ids:
+            d = RUNTIME_ROOT / i
+            if d.exists():
+                problems.append(f"runtime state left: {d}")
+                self.host.run(self.host.in_ns([str(self.host.wrapper), "delete", "--force", i]))
+                if d.exists():
+                    shutil.rmtree(d, ignore_errors=True)
+        return problems
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    rep = yield
+    if rep.when == "call" and (rep.failed or hasattr(rep, "wasxfail")):
+        for name in ("ctr", "podman"):
+            case = getattr(item, "funcargs", {}).get(name)
+            if isinstance(case, CaseBase):
+                case.call_failed = True
+                rep.sections.append((f"runtime calls during the test ({name})",
+                                     case.runtime_calls() or "(none)"))
+    return rep
+
+
+# --------------------------------------------------------------------------
+# containerd / ctr
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class CtrSession:
+    host: EngineHost
+    address: str
+    namespace: str
+
+    def argv(self, *args: str) -> list[str]:
+        return ["ctr", "--address", self.address, "--namespace", self.namespace, *args]
+
+    def __call__(self, *args: str, **kw) -> Res:
+        return self.host.run(self.argv(*map(str, args)), **kw)
+
+    def shim_socket(self, cid: str) -> Path:
+        # containerd 1.6 runtime/v2/shim.SocketAddress
+        h = hashlib.sha256(os.path.join(self.address, self.namespace, cid).encode()).hexdigest()
+        return CONTAINERD_RUN / "s" / h
+
+
+@dataclass
+class Ctr(CaseBase):
+    """``ctr`` for one test: ``ctr("task", "ls")``, ``ctr.run(...)``; cleans up by id."""
+
+    session: CtrSession | None = None
+
+    def __call__(self, *args: str, **kw) -> Res:
+        return self.session(*args, **kw)
+
+    @property
+    def runtime_flags(self) -> list[str]:
+        return ["--runtime", "io.containerd.runc.v2", "--runc-binary", str(self.host.wrapper),
+                "--cpu-shares", "0"]
+
+    def run(self, cid: str, *cmd: str, rm: bool = False, detach: bool = False,
+            tty: bool = False, **kw) -> Res:
+        flags = (["--rm"] if rm else []) + (["-d"] if detach else []) + (["-t"] if tty else [])
+        return self("run", *flags, *self.runtime_flags, IMAGE, cid, *cmd, tty=tty, **kw)
+
+    def tasks(self) -> dict[str, tuple[int, str]]:
+        """id -> (pid, status) from ``ctr task ls``."""
+        r = self("task", "ls")
+        assert r.returncode == 0, r
+        out = {}
+        for line in r.stdout.splitlines()[1:]:
+            f = line.split()
+            if len(f) >= 3:
+                out[f[0]] = (int(f[1]), f[2])
+        return out
+
+    def status(self, cid: str) -> str | None:
+        t = self.tasks().get(cid)
+        return t[1] if t else None
+
+    def pid(self, cid: str) -> int:
+        return self.tasks()[cid][0]
+
+    def wait_status(self, cid: str, want: str, timeout: float = 10) -> None:
+        try:
+            wait_for(lambda: self.status(cid) == want, f"task {cid} to be {want}", timeout)
+        except AssertionError:
+            raise AssertionError(f"task {cid} never became {want}: "
+                                 f"{self.status(cid)}") from None
+
+    def containers(self) -> set[str]:
+        r = self("containers", "ls", "-q")
+        return set(r.stdout.split())
+
+    def cleanup(self) -> list[str]:
+        problems = []
+        tasks = self.tasks()
+        conts = self.containers()
+        # A test that stopped half-way leaves its containers: removing them is
+        # cleanup, not a leak. What the runtime leaves after that is.
+        for c in self.ids:
+            if c in tasks:
+                r = self("task", "delete", "-f", c)
+                if r.returncode != 0:
+                    problems.append(f"cleanup: ctr task delete -f {c}: {r.stderr.strip()}")
+            if c in conts:
+                r = self("containers", "rm", c)
+                if r.returncode != 0:
+                    problems.append(f"cleanup: ctr containers rm {c}: {r.stderr.strip()}")
+        problems += self.common_checks()
+        for c in self.ids:
+            state = CONTAINERD_RUN / "runc" / self.session.namespace / c
+            if state.exists():
+                problems.append(f"runtime state left: {state}")
+                self.host.run(self.host.in_ns([
+                    str(self.host.wrapper), "--root", str(state.parent), "delete", "--force", c]))
+                shutil.rmtree(state, ignore_errors=True)
+            sock = self.session.shim_socket(c)
+            if sock.exists():
+                problems.append(f"shim socket left: {sock}")
+                sock.unlink()
+            cg = CGROUP2_HOST / self.session.namespace / c
+            if cg.exists():
+                problems.append(f"cgroup left: {cg}")
+                problems += rmdir_tree(cg)
+        fifo = CONTAINERD_RUN / "fifo"
+        if fifo.is_dir():
+            for d in os.listdir(fifo):
+                names = os.listdir(fifo / d) if (fifo / d).is_dir() else []
+                if any(n.startswith(tuple(self.ids)) for n in names):
+                    problems.append(f"fifos left: {fifo / d}: {names}")
+                    shutil.rmtree(fifo / d, ignore_errors=True)
+        return problems
+
+
+@pytest.fixture(scope="session")
+def ctr_session(engine_host: EngineHost):
+    if missing("containerd", "ctr", "containerd-shim-runc-v2"):
+        pytest.skip("containerd is not installed")
+    cd = engine_host.scratch / "containerd"
+    sess = CtrSession(engine_host, str(cd / "containerd.sock"),
+                      f"minirun-test-{os.getpid()}")
+
+    def up() -> bool:
+        if not engine_host.containerd_alive():
+            raise AssertionError("containerd exited:\n" + engine_host.supervisor_log.read_text())
+        return sess("version", timeout=10).returncode == 0
+
+    wait_for(up, "containerd to answer", timeout=30, interval=0.1)
+    r = sess("images", "import", str(engine_host.archive))
+    assert r.returncode == 0, f"ctr images import failed:\n{r}"
+    yield sess
+    problems = []
+    left = sess("containers", "ls", "-q").stdout.split()
+    if left:
+        problems.append(f"containers left in namespace {sess.namespace}: {left}")
+        for c in left:
+            sess("task", "delete", "-f", c)
+            sess("containers", "rm", c)
+    nsroot = CONTAINERD_RUN / "runc" / sess.namespace
+    if nsroot.is_dir():
+        if os.listdir(nsroot):
+            problems.append(f"runtime state left in {nsroot}: {os.listdir(nsroot)}")
+        shutil.rmtree(nsroot, ignore_errors=True)
+    problems += rmdir_tree(CGROUP2_HOST / sess.namespace)
+    if problems:
+        pytest.fail("containerd session cleanup:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def ctr(ctr_session: CtrSession, ctx) -> Ctr:
+    """``ctr`` for this test (``ctx`` is the suite's per-test context: its leak check runs
+    after this fixture's cleanup)."""
+    if not ctr_session.host.containerd_alive():
+        pytest.fail("containerd is not running:\n"
+                    + ctr_session.host.supervisor_log.read_text()[-3000:])
+    c = Ctr(ctr_session.host, ctx.new_id, session=ctr_session)
+    c.begin()
+    yield c
+    problems = c.cleanup()
+    if problems:
+        pytest.fail("engine leak check (containerd) failed:\n  " + "\n  ".join(problems),
+                    pytrace=False)
+
+
+# --------------------------------------------------------------------------
+# podman
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class PodmanSession:
+    host: EngineHost
+    env: dict
+    cgroup_parent: str
+
+    def argv(self, *args: str) -> list[str]:
+        return self.host.in_ns(["podman", "--runtime", str(self.host.wrapper), *args])
+
+    def __call__(self, *args: str, **kw) -> Res:
+        return self.host.run(self.argv(*map(str, args)), env=self.env, **kw)
+
+
+@dataclass
+class Podman(CaseBase):
+    """``podman`` for one test: ``podman("ps", "-a")``, ``podman.run(...)``; cleans up by
+    name, and the runtime state podman leaves under the runtime's default root by id."""
+
+    session: PodmanSession | None = None
+    full_ids: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, *args: str, **kw) -> Res:
+        return self.session(*args, **kw)
+
+    def run(self, name: str, *cmd: str, rm: bool = False, detach: bool = False,
+            tty: bool = False, interactive: bool = False, **kw) -> Res:
+        flags = ((["--rm"] if rm else []) + (["-d"] if detach else [])
+                 + (["-t"] if tty else []) + (["-i"] if interactive else []))
+        r = self("run", *flags, "--name", name, "--cgroup-parent", self.session.cgroup_parent,
+                 IMAGE, *cmd, tty=tty, **kw)
+        if detach and r.returncode == 0:
+            self.full_ids[name] = r.stdout.strip().splitlines()[-1]
+        return r
+
+    def inspect(self, name: str, fmt: str) -> str:
+        r = self("inspect", "--format", fmt, name)
+        assert r.returncode == 0, r
+        return r.stdout.strip()
+
+    def names(self) -> dict[str, str]:
+        """name -> full id of every container podman knows."""
+        r = self("ps", "-a", "--no-trunc", "--format", "{{.Names}} {{.ID}}")
+        assert r.returncode == 0, r
+        return dict(line.split() for line in r.stdout.splitlines() if line.strip())
+
+    def cleanup(self) -> list[str]:
+        problems = []
+        known = self.names()
+        for n in self.ids:  # removing what a failed test left is cleanup, not a leak
+            if n in known:
+                self.full_ids.setdefault(n, known[n])
+                r = self("rm", "-f", "-t", "0", n)
+                if r.returncode != 0:
+                    problems.append(f"cleanup: podman rm -f {n}: {r.stderr.strip()}")
+        problems += self.common_checks()
+        problems += self.runtime_root_checks(self.full_ids.values())
+        for fid in self.full_ids.values():
+            cg = CGROUP2_HOST / self.session.cgroup_parent.lstrip("/") / f"libpod-{fid}"
+            if cg.exists():
+                problems.append(f"cgroup left: {cg}")
+                problems += rmdir_tree(cg)
+        return problems
+
+
+@pytest.fixture(scope="session")
+def podman_session(engine_host: EngineHost):
+    if missing("podman", "conmon", "nsenter"):
+        pytest.skip("podman is not installed")
+    s = engine_host.scratch / "podman"
+    for d in ("graph", "run", "tmp", "volumes", "net"):
+        (s / d).mkdir(parents=True)
+    # No static_dir: podman's cleanup step would look for its database elsewhere.
+    (s / "containers.conf").write_text(f"""[containers]
+netns = "none"
+pids_limit = 0
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+log_driver = "k8s-file"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{s}/events.log"
+tmp_dir = "{s}/tmp"
+volume_path = "{s}/volumes"
+image_copy_tmp_dir = "{s}/tmp"
+lock_type = "file"
+
+[network]
+network_config_dir = "{s}/net"
+""")
+    (s / "storage.conf").write_text(f"""[storage]
+driver = "overlay"
+graphroot = "{s}/graph"
+runroot = "{s}/run"
+""")
+    (s / "registries.conf").write_text("unqualified-search-registries = []\n")
+    env = dict(os.environ, CONTAINERS_CONF=str(s / "containers.conf"),
+               CONTAINERS_STORAGE_CONF=str(s / "storage.conf"),
+               CONTAINERS_REGISTRIES_CONF=str(s / "registries.conf"), TMPDIR=str(s / "tmp"))
+    sess = PodmanSession(engine_host, env, f"/minirun-test-{os.getpid()}-podman")
+    r = sess("load", "-i", str(engine_host.archive))
+    assert r.returncode == 0, f"podman load failed:\n{r}"
+    yield sess
+    problems = []
+    left = sess("ps", "-aq").stdout.split()
+    if left:
+        problems.append(f"podman containers left: {left}")
+        sess("rm", "-af", "-t", "0")
+    problems += rmdir_tree(CGROUP2_HOST / sess.cgroup_parent.lstrip("/"))
+    if problems:
+        pytest.fail("podman session cleanup:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def podman(podman_session: PodmanSession, ctx) -> Podman:
+    p = Podman(podman_session.host, ctx.new_id, session=podman_session)
+    p.begin()
+    yield p
+    problems = p.cleanup()
+    if problems:
+        pytest.fail("engine leak check (podman) failed:\n  " + "\n  ".join(problems),
+                    pytrace=False)

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Holds the engines' private mount namespace and supervises containerd.
+
+Started once per test session by ``tests/engines/conftest.py``; standard library
+only. It
+
+1. detaches from its starter (forks; the starter clears its child-subreaper flag
+   for that moment, so this process leaves pytest's process tree: containerd is
+   a session-long daemon, and the suite's per-test leak check rightly fails any
+   process left below pytest);
+2. makes itself a child subreaper, so that the containerd shims, which daemonize,
+   re-parent to it, and it can end them all;
+3. enters a new mount namespace, makes every mount in it private, and replaces the
+   hybrid ``/sys/fs/cgroup`` (cgroup v1 hierarchies that belong to the machine) by
+   a cgroup2 mount: runc and every runtime started below see a pure cgroup v2 host
+   and never create a cgroup in a v1 hierarchy. Podman runs in the same namespace
+   (``nsenter -t PID -m``), so its overlay mounts persist between its commands;
+4. starts ``COMMAND`` (containerd) if given, its output going to ``--log``;
+5. writes one JSON line to ``--ready-fd``: ``{"pid": ..., "child": ...}`` or
+   ``{"error": ...}``;
+6. waits until ``--control-fd`` reaches EOF: closed by the session at its end, or
+   by the kernel when pytest dies, however it dies. Then it sends SIGTERM to
+   containerd, SIGKILL after 10 s, SIGKILL to any process still below it (they
+   are all processes the engines started for the tests), reaps them and exits.
+   The mount namespace, and every mount the engines made in it, goes with it.
+
+Usage: supervisor.py --control-fd N --ready-fd N --log FILE [-- COMMAND...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+PR_SET_CHILD_SUBREAPER = 36
+CLONE_NEWNS = 0x00020000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+CGROUP2_SUPER_MAGIC = 0x63677270
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_void_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def private_cgroup2_namespace() -> None:
+    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+    # lazily: the v1 mounts below it go too, in this namespace only
+    _check(_libc.umount2(b"/sys/fs/cgroup", MNT_DETACH), "umount -l /sys/fs/cgroup")
+    _check(_libc.mount(b"cgroup2", b"/sys/fs/cgroup", b"cgroup2", 0, None),
+           "mount -t cgroup2 cgroup2 /sys/fs/cgroup")
+    with open("/proc/self/mountinfo") as f:
+        under = [ln.split(" - ")[1].split()[0] for ln in f
+                 if ln.split()[4].startswith("/sys/fs/cgroup")]
+    if under != ["cgroup2"]:
+        raise OSError(0, f"/sys/fs/cgroup is not a lone cgroup2 mount here: {under}")
+
+
+def children_table() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rfind(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(d))
+    return children
+
+
+def descendants(pid: int) -> list[int]:
+    table = children_table()
+    out, todo = [], [pid]
+    while todo:
+        for c in table.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def reap() -> list[tuple[int, int]]:
+    done = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return done
+        if pid == 0:
+            return done
+        done.append((pid, status))
+
+
+def spawn(argv: list[str], log_path: str) -> int:
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.closerange(3, 65536)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.execvp(argv[0], argv)
+        except BaseException as e:  # noqa: BLE001
+            os.write(2, f"supervisor: exec {argv}: {e}\n".encode())
+        finally:
+            os._exit(127)
+    os.close(log)
+    return pid
+
+
+def shutdown(child: int | None, log_path: str) -> None:
+    def note(msg: str) -> None:
+        with open(log_path, "a") as f:
+            f.write(f"supervisor: {msg}\n")
+
+    if child is not None:
+        try:
+            os.kill(child, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if any(p == child for p, _ in reap()) or not os.path.exists(f"/proc/{child}"):
+                break
+            time.sleep(0.05)
+        else:
+            note(f"containerd {child} ignored SIGTERM for 10 s: SIGKILL")
+            os.kill(child, signal.SIGKILL)
+    # Anything still below us was started by the engines for the tests.
+    for _ in range(50):
+        reap()
+        left = [p for p in descendants(os.getpid())
+                if os.path.exists(f"/proc/{p}")]
+        if not left:
+            break
+        for p in left:
+            note(f"killing leftover process {p}")
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    reap()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--control-fd", type=int, required=True)
+    ap.add_argument("--ready-fd", type=int, required=True)
+    ap.add_argument("--log", required=True)
+    ap.add_argument("command", nargs="*")
+    a = ap.parse_args()
+
+    if os.fork() != 0:
+        os._exit(0)  # the starter waits for this; we re-parent away from it
+
+    ready = os.fdopen(a.ready_fd, "w")
+    child = None
+    try:
+        _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+        private_cgroup2_namespace()
+        if a.command:
+            child = spawn(a.command, a.log)
+    except OSError as e:
+        ready.write(json.dumps({"error": str(e)}) + "\n")
+        ready.close()
+        if child is not None:
+            shutdown(child, a.log)
+        sys.exit(1)
+    ready.write(json.dumps({"pid": os.getpid(), "child": child}) + "\n")
+    ready.close()
+
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    while True:
+        r, _, _ = select.select([a.control_fd], [], [], 0.5)
+        reap()
+        if r and not os.read(a.control_fd, 4096):
+            break
+    shutdown(child, a.log)
+
+
+if __name__ == "__main__":
+    main()
