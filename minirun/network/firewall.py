@@ -134,9 +134,9 @@ def remove_bridge(bridge: str) -> None:
     table = read_table()
     bchain = bridge_chain(bridge)
     lines = []
-    if bridge in table.masq:
-        lines.append(f'delete element {_T} masq {{ "{bridge}" }}')
-        del table.masq[bridge]
+    for key in [k for k, target in table.masq.items() if target == bchain or k == bridge]:
+        lines.append(f'delete element {_T} masq {{ "{key}" }}')
+        del table.masq[key]
     if bchain in table.chains:
         lines.append(f"delete chain {_T} {bchain}")
         table.chains.discard(bchain)

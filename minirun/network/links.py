@@ -193,10 +193,9 @@ def delete_veth(ipr: IPRoute, name: str, cid: str) -> None:
     """Delete the host end (the kernel deletes its peer); nothing if already gone,
     as when the container's namespace died and took the pair with it."""
     link = _link(ipr, name)
-    if link is None or _kind(link) != "veth":
-        return
-    # No alias: made by a setup killed before it could mark it.
-    if (link.get_attr("IFLA_IFALIAS") or veth_alias(cid)) != veth_alias(cid):
+    # Unmarked: not ours, or made by a setup killed before it could mark it; such a
+    # pair goes with the container's namespace when `delete` kills the init.
+    if link is None or _kind(link) != "veth" or link.get_attr("IFLA_IFALIAS") != veth_alias(cid):
         return
     with netlink(f"delete veth {name}"):
         try:

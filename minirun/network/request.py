@@ -88,7 +88,7 @@ def request_from(flags: dict, annotations: dict) -> NetworkRequest | None:
         raise MinirunError(f"{mode_src}: unknown network mode {mode!r} "
                            f"(known: {', '.join(MODES)})")
     if mode == "none":
-        _refuse_options_without_bridge(picked, mode_src)
+        _refuse_options_without_bridge(picked, explicit_none=flags.get("network") == "none")
         return None
     subnet = _subnet(*picked["subnet"])
     req = NetworkRequest(
@@ -112,10 +112,9 @@ def _pick(name: str, flags: dict, annotations: dict) -> tuple:
     return None, flag
 
 
-def _refuse_options_without_bridge(picked: dict, mode_src: str) -> None:
+def _refuse_options_without_bridge(picked: dict, explicit_none: bool) -> None:
     """Options that only mean something for `bridge` are an error without it, except
     annotations overridden by an explicit `--network none` (the flag wins)."""
-    explicit_none = mode_src == "--network"
     for name, (value, src) in picked.items():
         if name == "network" or value is None:
             continue
