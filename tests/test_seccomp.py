@@ -18,6 +18,7 @@ import select
 import signal
 import socket
 import struct
+import threading
 from pathlib import Path
 
 import pytest
@@ -635,3 +636,215 @@ def test_profiles_are_not_modified():
     seccomp.validate(sc)
     seccomp.compile_filter(sc)
     assert sc == before
+
+
+# ---------------------------------------------------------------- end to end (minirun run)
+#
+# These run containers; they pass against runc 1.1.5 too (MINIRUN_BIN=/usr/sbin/runc)
+# except the minirun_only ones. Against minirun they wait for linux.seccomp to be wired
+# into the lifecycle (config.validate stops refusing it).
+
+def _runtime_takes_seccomp() -> bool:
+    from conftest import under_runc
+
+    if under_runc():
+        return True
+    from mkbundle import default_config
+
+    from minirun import config
+
+    cfg = default_config(["true"])
+    cfg["linux"]["seccomp"] = profile()
+    try:
+        config.validate(cfg)
+    except ConfigError:
+        return False
+    return True
+
+
+e2e = pytest.mark.skipif(not _runtime_takes_seccomp(),
+                         reason="linux.seccomp is not wired into minirun's lifecycle yet")
+
+
+def with_seccomp(sc: dict, **process):
+    def edit(cfg):
+        cfg["linux"]["seccomp"] = sc
+        cfg["process"].update(process)
+
+    return edit
+
+
+@e2e
+def test_run_errno_rule(sh):
+    sc = profile(rule(["mkdir", "mkdirat"], "SCMP_ACT_ERRNO", errnoRet=errno.ENOSPC))
+    out = sh("mkdir /tmp/x 2>&1; echo rc=$?; grep -E '^(Seccomp|NoNewPrivs):' "
+             "/proc/self/status", with_seccomp(sc))
+    assert "No space left on device" in out and "rc=1" in out, out
+    assert "Seccomp:\t2" in out and "NoNewPrivs:\t1" in out, out
+
+
+@e2e
+def test_run_kill_process_exit_status(run_container):
+    sc = profile(rule(["mkdir", "mkdirat"], "SCMP_ACT_KILL_PROCESS"))
+    r = run_container(["/bin/mkdir", "/tmp/x"], with_seccomp(sc))
+    assert r.returncode == 128 + signal.SIGSYS, r.result
+
+
+@e2e
+def test_run_argument_rule(sh):
+    # busybox linux32 = personality(PER_LINUX32): refused; linux64 = personality(0): not
+    sc = profile(rule("personality", "SCMP_ACT_ERRNO", errnoRet=errno.EXDEV,
+                      args=[{"index": 0, "value": 0x0008, "op": "SCMP_CMP_EQ"}]))
+    out = sh("linux32 uname -m 2>&1; echo rc=$?; linux64 uname -m", with_seccomp(sc))
+    assert "cross-device" in out and "rc=1" in out, out
+    assert out.strip().endswith("x86_64"), out
+
+
+@e2e
+@pytest.mark.skipif(not PODMAN_PROFILE.exists(), reason=f"{PODMAN_PROFILE} not installed")
+def test_run_engine_profile(sh):
+    # podman's profile (434 rules, 3 architectures), less mkdir and mkdirat: those get
+    # the default action (SCMP_ACT_ERRNO, ENOSYS); chroot is refused by the profile's
+    # own rule (EPERM) when the profile was made for a process without CAP_SYS_CHROOT.
+    sc = engine_profile(PODMAN_PROFILE)
+    for call in sc["syscalls"]:
+        call["names"] = [n for n in call["names"] if n not in ("mkdir", "mkdirat")]
+    sc["syscalls"] = [c for c in sc["syscalls"] if c["names"]]
+
+    def chroot_cap(cfg):
+        for caps in cfg["process"]["capabilities"].values():
+            caps.append("CAP_SYS_CHROOT")
+
+    out = sh("mkdir /tmp/x 2>&1; chroot / true 2>&1; echo alive", [chroot_cap,
+                                                                    with_seccomp(sc)])
+    assert "can't create directory '/tmp/x': Function not implemented" in out, out
+    assert "chroot: can't change root directory to '/': Operation not permitted" in out, out
+    assert "alive" in out, out
+    assert "chroot-ok" in sh("chroot / true && echo chroot-ok", chroot_cap)
+
+
+@e2e
+def test_run_without_no_new_privileges_as_non_root_user(sh):
+    # No no_new_privs and a user without CAP_SYS_ADMIN: the filter must be loaded while
+    # the init still has the capability (runc loads it before the user switch).
+    sc = profile(rule(["mkdir", "mkdirat"], "SCMP_ACT_ERRNO", errnoRet=errno.ENOSPC))
+    out = sh("mkdir /tmp/x 2>&1; id -u; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status",
+             with_seccomp(sc, noNewPrivileges=False, user={"uid": 1000, "gid": 1000}))
+    assert "No space left on device" in out and "1000" in out, out
+    assert "Seccomp:\t2" in out and "NoNewPrivs:\t0" in out, out
+
+
+def complete_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
+
+
+class Agent(threading.Thread):
+    """A seccomp agent: takes one connection on listenerPath, keeps the state and the
+    notify fd it receives, and answers every notification with -error until the
+    filter's processes are gone."""
+
+    def __init__(self, path: Path, error: int) -> None:
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(1)
+        self.sock.settimeout(TIMEOUT)
+        self.error = error
+        self.state: dict | None = None
+        self.nfds = 0
+        self.calls: list[int] = []
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        notify_fd = None
+        try:
+            conn, _ = self.sock.accept()
+            with conn:
+                conn.settimeout(TIMEOUT)
+                data, fds, _, _ = socket.recv_fds(conn, 65536, 4)
+                # Not until EOF: runc 1.1.5 keeps the connection open until it exits.
+                while not complete_json(data):
+                    chunk = conn.recv(65536)
+                    assert chunk, f"connection closed before a whole state: {data!r}"
+                    data += chunk
+            self.state, self.nfds = json.loads(data), len(fds)
+            notify_fd = fds[0]
+            poller = select.poll()
+            poller.register(notify_fd, select.POLLIN)
+            while True:
+                events = poller.poll(TIMEOUT * 1000)
+                if not events or events[0][1] & select.POLLHUP:
+                    return  # every process of the filter is gone
+                buf = bytearray(NOTIF.size)
+                try:
+                    fcntl.ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_RECV, buf, True)
+                    nid, _pid, _flags, nr = NOTIF.unpack(buf)[:4]
+                    self.calls.append(nr)
+                    fcntl.ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_SEND,
+                                bytearray(NOTIF_RESP.pack(nid, 0, -self.error, 0)), True)
+                except OSError as e:
+                    if e.errno != errno.ENOENT:  # the caller died meanwhile
+                        raise
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            self.failure = e
+        finally:
+            if notify_fd is not None:
+                os.close(notify_fd)
+            self.sock.close()
+
+
+@e2e
+@pytest.mark.parametrize("nnp", [True, False])
+def test_run_notify_agent_answers(run_container, tmp_path, nnp):
+    agent = Agent(tmp_path / "agent.sock", errno.EXDEV)
+    agent.start()
+    sc = profile(rule(["mkdir", "mkdirat"], "SCMP_ACT_NOTIFY"),
+                 listenerPath=str(tmp_path / "agent.sock"), listenerMetadata="meta data")
+    r = run_container(["sh", "-c", "mkdir /tmp/x 2>&1; echo rc=$?"],
+                      with_seccomp(sc, noNewPrivileges=nnp))
+    agent.join(TIMEOUT)
+    assert not agent.is_alive() and agent.failure is None, agent.failure
+    assert r.returncode == 0 and "cross-device" in r.stdout, r.result
+    assert agent.calls and set(agent.calls) <= {NR_MKDIR, seccomp.resolve("mkdirat")}
+    doc = agent.state
+    assert agent.nfds == 1 and doc["fds"] == ["seccompFd"], doc
+    assert doc["metadata"] == "meta data"
+    st = doc["state"]
+    assert st["id"] == r.id and st["status"] == "creating", st
+    assert st["pid"] > 0 and doc["pid"] == st["pid"]
+    assert os.path.realpath(st["bundle"]) == os.path.realpath(r.bundle)
+
+
+@e2e
+def test_run_notify_listener_missing_fails_cleanly(run_container, tmp_path):
+    sc = profile(rule(["mkdir", "mkdirat"], "SCMP_ACT_NOTIFY"),
+                 listenerPath=str(tmp_path / "nobody.sock"))
+    r = run_container(["true"], with_seccomp(sc))
+    assert r.returncode != 0, r.result
+    assert "nobody.sock" in r.stderr, r.result
+
+
+@e2e
+@pytest.mark.minirun_only
+@pytest.mark.parametrize("sc,needles", [
+    (profile(rule(["getpid", "mkdri"], "SCMP_ACT_ERRNO")),
+     ["linux.seccomp.syscalls[0].names[1]", "unknown syscall 'mkdri'"]),
+    (profile(rule("mkdir", "SCMP_ACT_DENY")),
+     ["linux.seccomp.syscalls[0].action", "unknown seccomp action 'SCMP_ACT_DENY'"]),
+    (profile(default="SCMP_ACT_NOPE"),
+     ["linux.seccomp.defaultAction", "unknown seccomp action 'SCMP_ACT_NOPE'"]),
+])
+def test_run_bad_profile_is_one_clear_line(runtime, bundle, cid, sc, needles):
+    b = bundle(["true"], with_seccomp(sc))
+    c = cid()
+    r = runtime("run", "--bundle", b, c)
+    assert r.returncode != 0, r
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, r.stderr
+    for n in needles:
+        assert n in err, err
+    assert not (runtime.root / c).exists()
