@@ -250,7 +250,16 @@ class Cgroup:
         self._set_frozen(False, timeout)
 
     def is_frozen(self) -> bool:
+        """Frozen now (cgroup.events); a paused cgroup whose tasks are dying of a fatal
+        signal is momentarily not."""
         return self.events().get("frozen") == "1"
+
+    def freeze_requested(self) -> bool:
+        """Paused by us (cgroup.freeze), whatever the tasks are doing right now."""
+        try:
+            return read_file(self._file("cgroup.freeze")).strip() == "1"
+        except FileNotFoundError:
+            return False
 
     def _set_frozen(self, frozen: bool, timeout: float) -> None:
         path = self._file("cgroup.freeze")
@@ -289,7 +298,8 @@ class Cgroup:
     def kill_all(self, sig: int) -> None:
         """Signal every process of the cgroup and its descendants: cgroup.kill for
         SIGKILL when the kernel has it (5.14), else freeze, signal each, thaw (a cgroup
-        that was already frozen stays frozen)."""
+        that was already frozen stays frozen: its processes handle the signal when
+        resumed, though a fatal one kills them at once, as cgroup v2 does)."""
         if sig == signal.SIGKILL and os.path.exists(self._file("cgroup.kill")):
             try:
                 write_file(self._file("cgroup.kill"), "1")
@@ -297,7 +307,7 @@ class Cgroup:
             except OSError as e:
                 raise CgroupError(f"cgroups: write cgroup.kill in {self.dir}: "
                                   f"{_reason(e)}") from None
-        was_frozen = self.is_frozen()
+        was_frozen = self.freeze_requested()
         if not was_frozen:
             self.freeze()
         try:
