@@ -159,7 +159,9 @@ else
     step_start=$(now)
     echo "== guest: pytest ${files[*]} ${opts[*]}"
     cd "$repo" || finish 1
-    timeout -k 30 "$PYTEST_TIMEOUT" "$VPY" -m pytest -p no:cacheprovider -v -rfEs \
+    # the venv's pytest script, as `make test` runs it: not `python -m pytest`, which would
+    # put the checkout first on sys.path and import minirun from the (uncompiled) sources
+    timeout -k 30 "$PYTEST_TIMEOUT" "$repo/.venv/bin/pytest" -p no:cacheprovider -v -rfEs \
         --junitxml="$results/junit.xml" "${files[@]}" "${opts[@]}"
     pytest_rc=$?
     case $pytest_rc in

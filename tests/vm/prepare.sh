@@ -60,7 +60,11 @@ fi
 # ---- 2. the kernel ---------------------------------------------------------------
 pkg=${VM_KERNEL_PKG:-}
 if [ -z "$pkg" ] && [ -f "$cache/kernel-package" ]; then
+    # the kernel set up last time, as long as it is complete (Debian's archive keeps only
+    # the current versions: an old one may no longer be downloadable)
     pkg=$(cat "$cache/kernel-package")
+    v=${pkg#linux-image-}; v=${v%-unsigned}
+    [ -f "/lib/modules/$v/.minirun-vm" ] && [ -f "/lib/modules/$v/vmlinuz" ] || pkg=""
 fi
 if [ -z "$pkg" ]; then
     current() { apt-cache depends linux-image-amd64 2>/dev/null |

@@ -147,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"put --results outside it", file=sys.stderr)
             return 2
         vng_argv.append(f"--rodir={REPO}")
-    guest_cmd = shlex.join(["bash", str(GUEST_SH), str(results), str(REPO), ns.mode, *ns.args])
+    # the guest's own timeout for pytest or memmin leaves time to boot and report
+    guest_timeout = max(60, int(ns.timeout) - 240)
+    guest_cmd = shlex.join(["env", f"VM_PYTEST_TIMEOUT={guest_timeout}", "bash", str(GUEST_SH),
+                            str(results), str(REPO), ns.mode, *ns.args])
     vng_argv += ["--cwd", str(results), "--exec", guest_cmd]
 
     env = dict(os.environ)
