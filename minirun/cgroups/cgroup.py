@@ -307,14 +307,15 @@ class Cgroup:
             except OSError as e:
                 raise CgroupError(f"cgroups: write cgroup.kill in {self.dir}: "
                                   f"{_reason(e)}") from None
-        was_frozen = self.freeze_requested()
-        if not was_frozen:
+        # frozen, no process can fork a new one between the listing and the signals
+        pause = os.path.exists(self._file("cgroup.freeze")) and not self.freeze_requested()
+        if pause:
             self.freeze()
         try:
             for pid in self.pids():
                 self._signal(pid, sig)
         finally:
-            if not was_frozen:
+            if pause:
                 self.thaw()
 
     def _signal(self, pid: int, sig: int) -> None:
