@@ -271,7 +271,11 @@ def _linux(linux: dict) -> None:
         raise ConfigError("linux.rootfsPropagation", f"unknown propagation {prop!r}")
     _opt(linux, "cgroupsPath", "linux", string)
     _resources(_opt(linux, "resources", "linux", obj) or {})
-    for key in ("seccomp", "intelRdt", "personality"):
+    if linux.get("seccomp") is not None:
+        from minirun.linux import seccomp  # only configs with a profile pay for libseccomp
+
+        seccomp.validate(linux["seccomp"])
+    for key in ("intelRdt", "personality"):
         if linux.get(key):
             raise ConfigError(f"linux.{key}", NOT_YET)
     if linux.get("mountLabel"):

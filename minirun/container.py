@@ -138,12 +138,13 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
     listener.close()
     tracer = Tracer(log_step)
     linux = cfg["linux"]
+    short_state = {"id": cid, "bundle": bundle, "annotations": cfg.get("annotations")}
     handlers = {
         "userns": lambda _: namespaces.write_id_maps(child, linux, tracer),
         "timens": lambda _: namespaces.write_time_offsets(child, linux["timeOffsets"], tracer),
-        "hooks": lambda _: _create_hooks(cfg, {"id": cid, "bundle": bundle,
-                                               "annotations": cfg.get("annotations")},
-                                         session.target, tracer),
+        "hooks": lambda _: _create_hooks(cfg, short_state, session.target, tracer),
+        "seccomp-notify": lambda m: forward_notify_fd(cfg, short_state, session.target,
+                                                      m["fd"]),
     }
     if not session.listen("ready", handlers):
         raise MinirunError("the container's set-up processes exited without a word")
@@ -161,6 +162,19 @@ def _create_hooks(cfg: dict, st: dict, pid: int, tracer: Tracer) -> dict:
         with tracer.step("hooks", kind):
             hooks.run(cfg, kind, state)
     return {"state": state}
+
+
+def forward_notify_fd(cfg: dict, st: dict, pid: int, fd: int) -> None:
+    """Pass the seccomp notify fd to linux.seccomp.listenerPath, with the state."""
+    from minirun import hooks
+    from minirun.linux import seccomp
+
+    sc = cfg["linux"]["seccomp"]
+    try:
+        seccomp.send_to_listener(sc["listenerPath"], fd, hooks.state_for(st, "creating", pid),
+                                 sc.get("listenerMetadata", ""))
+    finally:
+        os.close(fd)
 
 
 def _sock_path(cdir: ContainerDir) -> str:
@@ -188,7 +202,7 @@ def start(store: Store, cid: str) -> None:
         if current != "created":
             raise MinirunError(f"cannot start container {cid!r}: it is {current}, "
                                "not created")
-        _release_init(cdir)
+        _release_init(cdir, st)
         st["status"] = "running"
         cdir.write(st)
         cfg = cdir.load_config()
@@ -200,9 +214,12 @@ def start(store: Store, cid: str) -> None:
         cdir.close()
 
 
-def _release_init(cdir: ContainerDir) -> None:
+def _release_init(cdir: ContainerDir, st: dict) -> None:
     """Connect to the waiting init: it execs, and its end of the socket closes on exec.
-    Anything it sends instead is the reason exec failed."""
+    Anything it sends instead is the reason exec failed (or, first, the seccomp notify
+    fd to pass on to the agent)."""
+    from minirun.linux.init import NOTIFY_MARK
+
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         try:
             s.connect(_sock_path(cdir))
@@ -210,13 +227,19 @@ def _release_init(cdir: ContainerDir) -> None:
             raise MinirunError(f"cannot reach the container's init on {cdir.path}/"
                                f"{EXEC_SOCK}: {e.strerror}") from None
         chunks = []
-        while data := s.recv(4096):
+        while True:
+            data, fds, _, _ = socket.recv_fds(s, 4096, 1)
+            if fds:
+                forward_notify_fd(cdir.load_config(), st, st["pid"], fds[0])
+                data = data.replace(NOTIFY_MARK, b"")
+            if not data and not fds:
+                break
             chunks.append(data)
     try:
         os.unlink(os.path.join(cdir.path, EXEC_SOCK))
     except FileNotFoundError:
         pass
-    if chunks:
+    if any(chunks):
         raise MinirunError(b"".join(chunks).decode(errors="replace"))
 
 

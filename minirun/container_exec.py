@@ -14,7 +14,13 @@ import os
 import socket
 
 from minirun import config, syscalls
-from minirun.container import _pidfd_of, _write_pid_file, status, wait_process
+from minirun.container import (
+    _pidfd_of,
+    _write_pid_file,
+    forward_notify_fd,
+    status,
+    wait_process,
+)
 from minirun.errors import ConfigError, MinirunError
 from minirun.launch import SetupSession, log_step
 from minirun.log import log
@@ -33,7 +39,7 @@ def exec_(store: Store, cid: str, opts: dict, args: list[str]) -> int:
         cdir.close()
     proc = process_for_exec(cfg["process"], opts, args)
     kinds = [ns["type"] for ns in cfg["linux"].get("namespaces") or []]
-    return _spawn(cid, st, proc, kinds, opts)
+    return _spawn(cid, st, proc, kinds, opts, cfg["linux"])
 
 
 def process_for_exec(base: dict, opts: dict, args: list[str]) -> dict:
@@ -103,7 +109,8 @@ def _validate(proc: object, where: str) -> None:
         raise MinirunError(f"{where}: {e}") from None
 
 
-def _spawn(cid: str, st: dict, proc: dict, kinds: list[str], opts: dict) -> int:
+def _spawn(cid: str, st: dict, proc: dict, kinds: list[str], opts: dict,
+           linux: dict) -> int:
     from minirun.linux import init
 
     detach = bool(opts.get("detach"))
@@ -115,6 +122,7 @@ def _spawn(cid: str, st: dict, proc: dict, kinds: list[str], opts: dict) -> int:
         syscalls.set_child_subreaper()  # the process re-parents to us: we wait for it
     launch = init.ExecLaunch(cid, st["pid"], proc, kinds, opts, log.debug_enabled)
     launch.console = console
+    launch.seccomp = init.compile_seccomp(linux)
     session = SetupSession()
     try:
         session.fork(lambda sock: init.exec_setup_process(launch, init.Channel(sock)),
@@ -122,7 +130,9 @@ def _spawn(cid: str, st: dict, proc: dict, kinds: list[str], opts: dict) -> int:
         if console is not None:
             console.close()
             console = None
-        session.listen(until=None)  # end of file: the process exec'd (or died)
+        notify = {"seccomp-notify": lambda m: forward_notify_fd(
+            {"linux": linux}, st, session.target, m["fd"])}
+        session.listen(until=None, handlers=notify)  # end of file: it exec'd (or died)
         pid = session.target_pid
         os.waitpid(session.child, 0)
         session.pids.remove(session.child)

@@ -5,7 +5,7 @@ import json
 
 from minirun import OCI_VERSION, __version__, hooks
 from minirun.config import NAMESPACE_TYPES
-from minirun.linux import mountopts
+from minirun.linux import mountopts, seccomp
 from minirun.linux.capabilities import CAPABILITIES
 
 
@@ -19,7 +19,7 @@ def features() -> dict:
             "namespaces": sorted(NAMESPACE_TYPES),
             "capabilities": list(CAPABILITIES),
             "cgroup": {"v1": False, "v2": False, "systemd": False, "systemdUser": False},
-            "seccomp": {"enabled": False},
+            "seccomp": seccomp.features(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
         },

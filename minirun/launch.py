@@ -51,10 +51,12 @@ class SetupSession:
         """Serve messages until one of type `until` (True) or end of file (False)."""
         handlers = handlers or {}
         while True:
-            data = self.ours.recv(1 << 20)
+            data, fds, _, _ = socket.recv_fds(self.ours, 1 << 20, 1)
             if not data:
                 return False
             msg = json.loads(data)
+            if fds:
+                msg["fd"] = fds[0]
             kind = msg["type"]
             if kind == until:
                 return True

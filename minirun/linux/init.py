@@ -31,6 +31,9 @@ class Channel:
     def send(self, msg: dict) -> None:
         self.sock.send(json.dumps(msg).encode())
 
+    def send_fd(self, msg: dict, fd: int) -> None:
+        socket.send_fds(self.sock, [json.dumps(msg).encode()], [fd])
+
     def recv(self) -> dict:
         data = self.sock.recv(1 << 20)
         if not data:
@@ -70,6 +73,7 @@ class Launch:
         self.console: socket.socket | None = None
         self.linux = cfg.get("linux") or {}
         self.plan = namespaces.Plan(self.linux)
+        self.seccomp = compile_seccomp(self.linux)
         self.hooks = {k for k, v in (cfg.get("hooks") or {}).items() if v}
         if self.hooks:
             from minirun import hooks  # noqa: F401 - loaded now: no Python library later
@@ -164,6 +168,10 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
             _new_keyring(launch.id, tracer)
         process.apply_rlimits(proc.get("rlimits") or [], tracer)
         process.apply_oom_score_adj(proc.get("oomScoreAdj"), tracer)
+        if launch.seccomp is not None and not proc.get("noNewPrivileges"):
+            # Without no_new_privs the kernel wants CAP_SYS_ADMIN: load before dropping it
+            # (runc's order; the runtime's own remaining syscalls then go through it).
+            _load_seccomp(launch.seccomp, tracer, lambda fd: _notify_via(chan, fd))
         process.switch_user(proc, in_userns, tracer)
         process.enter_cwd(proc.get("cwd") or "/", tracer)
         env = process.process_env(proc)
@@ -182,6 +190,10 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
             with tracer.step("hooks", "startContainer"):
                 hooks.run(cfg, "startContainer", {**state, "status": "created"})
         process.close_fds_for_exec(launch.preserve_fds)
+        if launch.seccomp is not None and proc.get("noNewPrivileges"):
+            # `start` forwards the notify fd to the agent: create has exited by now.
+            _load_seccomp(launch.seccomp, tracer,
+                          lambda fd: socket.send_fds(conn, [NOTIFY_MARK], [fd]))
         process.exec_process(path, proc, env)
     except BaseException as e:  # noqa: BLE001
         if conn is None:
@@ -192,6 +204,34 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
             except OSError:
                 pass
     os._exit(1)
+
+
+NOTIFY_MARK = b"\0seccomp-notify"  # on the exec.sock connection: an fd, not an error
+
+
+def compile_seccomp(linux: dict):
+    """The filter, built in the runtime before fork (None without a profile)."""
+    if not linux.get("seccomp"):
+        return None
+    from minirun.linux import seccomp
+
+    return seccomp.compile_filter(linux["seccomp"])
+
+
+def _load_seccomp(flt, tracer: Tracer, deliver) -> None:
+    from minirun.linux import seccomp
+
+    with tracer.step("seccomp", "load (linux.seccomp)"):
+        fd = seccomp.load(flt)
+    if fd is not None:
+        deliver(fd)
+        os.close(fd)
+
+
+def _notify_via(chan: Channel, fd: int) -> None:
+    """Hand the seccomp notify fd to the runtime, which passes it to the agent."""
+    chan.send_fd({"type": "seccomp-notify"}, fd)
+    chan.recv()
 
 
 def _create_hooks(launch: Launch, chan: Channel, tracer: Tracer) -> dict:
@@ -241,6 +281,7 @@ class ExecLaunch:
         self.preserve_fds = int(opts.get("preserve_fds") or 0)
         self.debug = debug
         self.console: socket.socket | None = None
+        self.seccomp = None  # the container's filter applies to exec'd processes too
 
 
 def exec_setup_process(launch: ExecLaunch, chan: Channel) -> None:
@@ -275,14 +316,19 @@ def exec_process_main(launch: ExecLaunch, chan: Channel) -> None:
             with tracer.step("console", "pty (process.terminal)"):
                 terminal.setup_console(launch.console, proc.get("consoleSize"))
         process.apply_rlimits(proc.get("rlimits") or [], tracer)
+        nnp = proc.get("noNewPrivileges")
+        if launch.seccomp is not None and not nnp:
+            _load_seccomp(launch.seccomp, tracer, lambda fd: _notify_via(chan, fd))
         process.switch_user(proc, "user" in launch.kinds, tracer)
         process.enter_cwd(proc.get("cwd") or "/", tracer)
         env = process.process_env(proc)
         with tracer.step("find-executable", f"{proc['args'][0]} (process.args[0])"):
             path = process.find_executable(proc)
-        if proc.get("noNewPrivileges"):
+        if nnp:
             process.set_no_new_privs(tracer)
         process.close_fds_for_exec(launch.preserve_fds)
+        if launch.seccomp is not None and nnp:
+            _load_seccomp(launch.seccomp, tracer, lambda fd: _notify_via(chan, fd))
         process.exec_process(path, proc, env)
     except BaseException as e:  # noqa: BLE001
         chan.fail(e, launch.debug)
