@@ -72,6 +72,7 @@ RUNTIME_ROOT = Path(os.environ.get("ENGINE_RUNTIME_ROOT")
                     or _DEFAULT_ROOTS.get(RUNTIME_NAME, f"/run/{RUNTIME_NAME}"))
 CONTAINERD_RUN = Path("/run/containerd")  # shim sockets, fifos, runc roots (fixed in 1.6)
 BLOBINFO_CACHE = Path("/var/lib/containers")
+_BLOBINFO_FILE = BLOBINFO_CACHE / "cache" / "blob-info-cache-v1.boltdb"
 CGROUP_FS = Path("/sys/fs/cgroup")
 # What /sys/fs/cgroup is in the engines' namespace, seen from the host.
 CGROUP2_HOST = CGROUP_FS / "unified" if (CGROUP_FS / "unified").is_dir() else CGROUP_FS
@@ -278,6 +279,8 @@ class EngineHost:
     archive: Path
     run: Runner
     supervisor_log: Path
+    containerd_ns: str  # the ctr namespace, and containerd's cgroup /<ns>/<id>
+    podman_cgroup: str  # podman --cgroup-parent
     _ctl: int = -1
 
     def in_ns(self, argv: list[str]) -> list[str]:
@@ -311,7 +314,8 @@ class EngineHost:
         return self.containerd_pid is not None and pid_alive(self.containerd_pid)
 
 
-def _start_supervisor(scratch: Path, command: list[str]) -> tuple[int, int | None, int]:
+def _start_supervisor(scratch: Path, command: list[str],
+                      on_exit: Path) -> tuple[int, int | None, int]:
     """Start supervisor.py outside pytest's process tree; returns (its pid,
     containerd's pid or None, the control pipe's write end)."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -327,7 +331,8 @@ def _start_supervisor(scratch: Path, command: list[str]) -> tuple[int, int | Non
         with open(log, "ab") as lf:
             starter = subprocess.Popen(
                 [sys.executable, "-I", str(SUPERVISOR), "--control-fd", str(ctl_r),
-                 "--ready-fd", str(rdy_w), "--log", str(log), "--", *command],
+                 "--ready-fd", str(rdy_w), "--log", str(log), "--scratch", str(scratch),
+                 "--on-exit", str(on_exit), "--", *command],
                 pass_fds=(ctl_r, rdy_w), stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
                 start_new_session=True)
             starter.wait(timeout=30)
@@ -361,10 +366,69 @@ def _stop_supervisor(host: EngineHost) -> list[str]:
         if not r:
             problems.append(f"supervisor {host.ns_pid} still running 30 s after the session")
     log = host.supervisor_log.read_text(errors="replace") if host.supervisor_log.exists() else ""
-    killed = [ln for ln in log.splitlines() if "leftover" in ln or "ignored SIGTERM" in ln]
-    if killed:
-        problems.append("the supervisor had to kill: " + "; ".join(killed))
+    cleaned = [ln for ln in log.splitlines()
+               if ln.startswith(("supervisor: killing", "on-exit:"))
+               or "ignored SIGTERM" in ln or "exited" in ln and "on-exit" in ln]
+    if cleaned:
+        problems.append("left for the session's end to clean: " + "; ".join(cleaned))
     return problems
+
+
+# Run by the supervisor in the engines' namespace (/sys/fs/cgroup is cgroup2 there)
+# when it exits, after it killed every process of the session: removes by id what a
+# crashed session leaves outside the scratch folder. After a clean session the
+# fixtures have removed all of it: every line this prints is reported as a leak.
+_ON_EXIT = """#!/bin/sh
+R={wrapper}
+NS={ns}
+ADDR={address}
+S={scratch}
+RROOT={runtime_root}
+CGS="/sys/fs/cgroup/$NS /sys/fs/cgroup{podman_cg}"
+for cg in $CGS; do
+    [ -d "$cg" ] || continue
+    echo "on-exit: cgroup $cg: killing what is left in it"
+    echo 1 > "$cg/cgroup.kill"
+done
+sleep 0.2
+d=/run/containerd/runc/$NS
+if [ -d "$d" ]; then
+    for id in $(ls "$d"); do
+        echo "on-exit: runtime state /run/containerd/runc/$NS/$id: delete --force"
+        "$R" --root "$d" delete --force "$id"
+    done
+    rm -rf "$d"
+fi
+for b in "$S"/containerd/state/io.containerd.runtime.v2.task/"$NS"/*/; do
+    [ -d "$b" ] || continue
+    id=$(basename "$b")
+    sock=/run/containerd/s/$(printf '%s' "$ADDR/$NS/$id" | sha256sum | cut -d' ' -f1)
+    if [ -e "$sock" ]; then echo "on-exit: removing $sock (shim of $id)"; rm -f "$sock"; fi
+    for f in /run/containerd/fifo/*/"$id"-*; do
+        if [ -e "$f" ]; then echo "on-exit: removing ${{f%/*}}"; rm -rf "${{f%/*}}"; fi
+    done
+done
+for c in "$S"/podman/graph/overlay-containers/*/; do
+    [ -d "$c" ] || continue
+    id=$(basename "$c")
+    [ -e "$RROOT/$id" ] || continue
+    echo "on-exit: runtime state $RROOT/$id: delete --force"
+    "$R" delete --force "$id"
+    rm -rf "$RROOT/$id"
+done
+for cg in $CGS; do
+    [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {{}} \\;
+done
+# what the session created outside the scratch folder, if empty now
+rm -f {blobinfo}
+for d in {rmdirs}; do rmdir "$d" 2>/dev/null; done
+exit 0
+"""
+
+
+# Directories engines create outside the scratch folder, children before parents.
+_CREATED_DIRS = [CONTAINERD_RUN / "runc", CONTAINERD_RUN / "s", CONTAINERD_RUN / "fifo",
+                 CONTAINERD_RUN, RUNTIME_ROOT, BLOBINFO_CACHE / "cache", BLOBINFO_CACHE]
 
 
 def _snapshot_paths(paths: Iterable[Path]) -> dict[Path, bool]:
@@ -391,8 +455,7 @@ def engine_host(tmp_path_factory: pytest.TempPathFactory):
     archive = build_oci_archive(scratch / "busybox.oci.tar", IMAGE)
 
     v1_before = v1_cgroup_dirs()
-    existed = _snapshot_paths([CONTAINERD_RUN, CONTAINERD_RUN / "runc", CONTAINERD_RUN / "s",
-                               CONTAINERD_RUN / "fifo", RUNTIME_ROOT, BLOBINFO_CACHE])
+    existed = _snapshot_paths(_CREATED_DIRS)
 
     command: list[str] = []
     if not missing("containerd", "ctr"):
@@ -413,26 +476,27 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   path = "{cd}/opt"
 """)
         command = ["containerd", "--config", str(cd / "config.toml")]
-    ns_pid, cd_pid, ctl = _start_supervisor(scratch, command)
+    containerd_ns = f"mrt-engines-{os.getpid()}"
+    podman_cgroup = f"/mrt-engines-{os.getpid()}-podman"
+    on_exit = scratch / "on-exit.sh"
+    created = [p for p in _CREATED_DIRS if not existed[p]]  # children first
+    on_exit.write_text(_ON_EXIT.format(
+        wrapper=shlex.quote(str(wrapper)), ns=containerd_ns, scratch=shlex.quote(str(scratch)),
+        address=shlex.quote(str(scratch / "containerd" / "containerd.sock")),
+        runtime_root=shlex.quote(str(RUNTIME_ROOT)), podman_cg=podman_cgroup,
+        blobinfo=(shlex.quote(str(_BLOBINFO_FILE)) if not existed[BLOBINFO_CACHE] else ""),
+        rmdirs=" ".join(shlex.quote(str(p)) for p in created)))
+    ns_pid, cd_pid, ctl = _start_supervisor(scratch, command, on_exit)
     host = EngineHost(scratch, ns_pid, cd_pid, wrapper, calls, archive,
-                      Runner(scratch / "io"), scratch / "supervisor.log", ctl)
+                      Runner(scratch / "io"), scratch / "supervisor.log", containerd_ns,
+                      podman_cgroup, ctl)
     try:
         yield host
     finally:
         problems = _stop_supervisor(host)
-        # what the session created outside the scratch folder, if now empty
-        # (what is still in them belongs to someone else: the tests checked their ids)
-        for p in (CONTAINERD_RUN / "runc", CONTAINERD_RUN / "s", CONTAINERD_RUN / "fifo",
-                  CONTAINERD_RUN, RUNTIME_ROOT):
-            if not existed[p] and p.is_dir():
-                try:
-                    p.rmdir()
-                except OSError:
-                    pass
-        if not existed[BLOBINFO_CACHE] and BLOBINFO_CACHE.is_dir():
-            cache = BLOBINFO_CACHE / "cache"
-            (cache / "blob-info-cache-v1.boltdb").unlink(missing_ok=True)
-            problems += rmdir_tree(BLOBINFO_CACHE)
+        # The on-exit script removed the directories the session created outside the
+        # scratch folder, if empty (what is still in them belongs to someone else:
+        # the tests checked their own ids).
         new_v1 = v1_cgroup_dirs() - v1_before
         if new_v1:
             problems.append(f"CGROUP V1 DIRECTORIES APPEARED (never touch them): {sorted(new_v1)}")
@@ -638,8 +702,7 @@ def ctr_session(engine_host: EngineHost):
     if missing("containerd", "ctr", "containerd-shim-runc-v2"):
         pytest.skip("containerd is not installed")
     cd = engine_host.scratch / "containerd"
-    sess = CtrSession(engine_host, str(cd / "containerd.sock"),
-                      f"minirun-test-{os.getpid()}")
+    sess = CtrSession(engine_host, str(cd / "containerd.sock"), engine_host.containerd_ns)
 
     def up() -> bool:
         if not engine_host.containerd_alive():
@@ -787,7 +850,7 @@ runroot = "{s}/run"
     env = dict(os.environ, CONTAINERS_CONF=str(s / "containers.conf"),
                CONTAINERS_STORAGE_CONF=str(s / "storage.conf"),
                CONTAINERS_REGISTRIES_CONF=str(s / "registries.conf"), TMPDIR=str(s / "tmp"))
-    sess = PodmanSession(engine_host, env, f"/minirun-test-{os.getpid()}-podman")
+    sess = PodmanSession(engine_host, env, engine_host.podman_cgroup)
     r = sess("load", "-i", str(engine_host.archive))
     assert r.returncode == 0, f"podman load failed:\n{r}"
     yield sess

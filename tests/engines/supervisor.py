@@ -21,10 +21,15 @@ only. It
 6. waits until ``--control-fd`` reaches EOF: closed by the session at its end, or
    by the kernel when pytest dies, however it dies. Then it sends SIGTERM to
    containerd, SIGKILL after 10 s, SIGKILL to any process still below it (they
-   are all processes the engines started for the tests), reaps them and exits.
-   The mount namespace, and every mount the engines made in it, goes with it.
+   are all processes the engines started for the tests) and to any process whose
+   command line mentions ``--scratch`` or whose root is under it (conmon, podman's containers,
+   ctr: below pytest, or orphaned if pytest died), reaps them, runs ``--on-exit``
+   (the session's by-id cleanup of what a crash leaves outside the scratch folder;
+   a no-op after a clean session) and exits. The mount namespace, and every mount
+   the engines made in it, goes with it.
 
-Usage: supervisor.py --control-fd N --ready-fd N --log FILE [-- COMMAND...]
+Usage: supervisor.py --control-fd N --ready-fd N --log FILE [--scratch DIR]
+                     [--on-exit SCRIPT] [-- COMMAND...]
 """
 
 from __future__ import annotations
@@ -129,7 +134,26 @@ def spawn(argv: list[str], log_path: str) -> int:
     return pid
 
 
-def shutdown(child: int | None, log_path: str) -> None:
+def referencing(path: str) -> list[int]:
+    """Processes (not us) whose command line mentions path or whose root is under it
+    (not their cwd: a developer's shell looking at the scratch folder is left alone)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                hit = path.encode() in f.read()
+            hit = hit or os.readlink(f"/proc/{d}/root").startswith(path)
+        except OSError:
+            continue
+        if hit:
+            out.append(int(d))
+    return out
+
+
+def shutdown(child: int | None, log_path: str, scratch: str | None = None,
+             on_exit: str | None = None) -> None:
     def note(msg: str) -> None:
         with open(log_path, "a") as f:
             f.write(f"supervisor: {msg}\n")
@@ -147,21 +171,50 @@ def shutdown(child: int | None, log_path: str) -> None:
         else:
             note(f"containerd {child} ignored SIGTERM for 10 s: SIGKILL")
             os.kill(child, signal.SIGKILL)
-    # Anything still below us was started by the engines for the tests.
+    # Anything still below us, or working in the scratch folder, was started by
+    # the engines for the tests.
     for _ in range(50):
         reap()
-        left = [p for p in descendants(os.getpid())
-                if os.path.exists(f"/proc/{p}")]
+        left = set(descendants(os.getpid())) | set(referencing(scratch) if scratch else [])
+        left = {p for p in left if os.path.exists(f"/proc/{p}") and not _zombie(p)}
         if not left:
             break
-        for p in left:
-            note(f"killing leftover process {p}")
+        for p in sorted(left):
+            note(f"killing leftover process {p}: {_cmdline(p)}")
             try:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         time.sleep(0.1)
     reap()
+    if on_exit:
+        with open(log_path, "ab") as log:
+            pid = os.fork()
+            if pid == 0:
+                os.dup2(log.fileno(), 1)
+                os.dup2(log.fileno(), 2)
+                os.execv("/bin/sh", ["sh", on_exit])
+            _, status = os.waitpid(pid, 0)
+            rc = os.waitstatus_to_exitcode(status)
+        if rc != 0:
+            note(f"{on_exit} exited {rc}")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2:].split()[0] in ("Z", "X")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
 
 
 def main() -> None:
@@ -169,6 +222,8 @@ def main() -> None:
     ap.add_argument("--control-fd", type=int, required=True)
     ap.add_argument("--ready-fd", type=int, required=True)
     ap.add_argument("--log", required=True)
+    ap.add_argument("--scratch")
+    ap.add_argument("--on-exit")
     ap.add_argument("command", nargs="*")
     a = ap.parse_args()
 
@@ -186,7 +241,7 @@ def main() -> None:
         ready.write(json.dumps({"error": str(e)}) + "\n")
         ready.close()
         if child is not None:
-            shutdown(child, a.log)
+            shutdown(child, a.log, a.scratch, a.on_exit)
         sys.exit(1)
     ready.write(json.dumps({"pid": os.getpid(), "child": child}) + "\n")
     ready.close()
@@ -199,7 +254,7 @@ def main() -> None:
         reap()
         if r and not os.read(a.control_fd, 4096):
             break
-    shutdown(child, a.log)
+    shutdown(child, a.log, a.scratch, a.on_exit)
 
 
 if __name__ == "__main__":
