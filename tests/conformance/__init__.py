@@ -1,0 +1,1 @@
+"""Conformance tests organised by the OCI runtime spec's documents (see conftest.py)."""
