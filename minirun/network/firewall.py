@@ -1,22 +1,23 @@
 """NAT for bridge networking, in an nftables table of minirun's own, `ip minirun`:
 
-    map ports        inet_proto . inet_service : verdict   host port -> jump c-CONTAINER
-    map masq         ifname : verdict                      bridge -> jump b-BRIDGE
-    chain prerouting   nat, dstnat   published ports on any local address
-    chain output       nat, -100     the same for connections made on this host
-    chain postrouting  nat, srcnat   iifname vmap @masq
-    chain b-BRIDGE     ip saddr SUBNET oifname != BRIDGE masquerade
+    map ports          inet_proto . inet_service : verdict   host port -> jump c-CONTAINER
+    chain prerouting   nat, dstnat: published ports on any local address
+    chain output       nat, -100: the same for connections made on this host
+    chain b-BRIDGE     nat, srcnat, one base chain per bridge:
+                         ip saddr SUBNET oifname != BRIDGE masquerade   (going out)
+                         ip saddr SUBNET ct status dnat masquerade     (a container
+                         reaching a published port, its own included: the reply must
+                         come back through here to be un-DNATed)
     chain c-CONTAINER  one dnat rule per published port
 
-All that belongs to a container is its chain and the map elements that jump to it; to a
-bridge, its chain and its masq element. Removal is exact and by name: no rule handle
-to remember, none that could point at someone else's rule later. Each change is one
-`nft -f` transaction, applied whole or not at all. A published port is a map key made
-with `create element`, which fails if the key exists: two containers cannot publish
-one port, even racing. (Maps are used rather than rules so that the base chains never
-change per container; an interval map keyed on the subnet would be more direct for
-masq, but nft 1.0.6 cannot add such an element in the transaction that adds the chain
-it jumps to.)
+All that belongs to a container is its chain and the map elements that jump to it; to
+a bridge, its chain. Removal is exact and by name: no rule handle to remember, none
+that could point at someone else's rule later. Each change is one `nft -f`
+transaction, applied whole or not at all. A published port is a map key made with
+`create element`, which fails if the key exists: two containers cannot publish one
+port, even racing. Masquerade matches on the source subnet, never on iifname: with
+br_netfilter loaded (docker loads it), bridged packets reach postrouting without an
+input interface.
 
 nft is the one program networking runs (links, addresses and routes are netlink):
 the firewall through libnftables' own parser is sturdier than hand-built nf_tables
@@ -39,19 +40,15 @@ _T = f"{FAMILY} {TABLE}"
 _BASE = f"""\
 add table {_T}
 add map {_T} ports {{ type inet_proto . inet_service : verdict ; }}
-add map {_T} masq {{ type ifname : verdict ; }}
 add chain {_T} prerouting {{ type nat hook prerouting priority dstnat ; policy accept ; }}
 add chain {_T} output {{ type nat hook output priority -100 ; policy accept ; }}
-add chain {_T} postrouting {{ type nat hook postrouting priority srcnat ; policy accept ; }}
 flush chain {_T} prerouting
 add rule {_T} prerouting fib daddr type local meta l4proto . th dport vmap @ports
 flush chain {_T} output
 add rule {_T} output ip daddr != 127.0.0.0/8 fib daddr type local meta l4proto . th dport \
 vmap @ports
-flush chain {_T} postrouting
-add rule {_T} postrouting iifname vmap @masq
 """
-_BASE_CHAINS = {"prerouting", "output", "postrouting"}
+_BASE_CHAINS = {"prerouting", "output"}
 
 
 def bridge_chain(bridge: str) -> str:
@@ -65,7 +62,6 @@ class Table:
         self.exists = listing is not None
         self.chains: set[str] = set()
         self.ports: dict[tuple[str, int], str] = {}  # (proto, host port) -> chain
-        self.masq: dict[str, str] = {}  # bridge -> chain
         for item in (listing or {}).get("nftables", []):
             if "chain" in item:
                 self.chains.add(item["chain"]["name"])
@@ -73,17 +69,15 @@ class Table:
                 self._map(item["map"])
 
     def _map(self, m: dict) -> None:
+        if m["name"] != "ports":
+            return
         for key, verdict in m.get("elem", []):
-            target = verdict.get("jump", {}).get("target")
-            if m["name"] == "ports":
-                proto, port = key["concat"]
-                self.ports[(proto, int(port))] = target
-            elif m["name"] == "masq":
-                self.masq[key] = target
+            proto, port = key["concat"]
+            self.ports[(proto, int(port))] = verdict.get("jump", {}).get("target")
 
     def unused(self) -> bool:
         """Nothing of any container or bridge left: only the base remains."""
-        return not (self.ports or self.masq or self.chains - _BASE_CHAINS)
+        return not (self.ports or self.chains - _BASE_CHAINS)
 
 
 def read_table() -> Table:
@@ -98,10 +92,11 @@ def add_container(chain: str, cid: str, bridge: str, subnet: str, address: str,
     bchain = bridge_chain(bridge)
     lines = [
         _BASE,
-        f"add chain {_T} {bchain}",
+        f"add chain {_T} {bchain} {{ type nat hook postrouting priority srcnat ; "
+        "policy accept ; }",
         f"flush chain {_T} {bchain}",
         f'add rule {_T} {bchain} ip saddr {subnet} oifname != "{bridge}" masquerade',
-        f'add element {_T} masq {{ "{bridge}" : jump {bchain} }}',
+        f"add rule {_T} {bchain} ip saddr {subnet} ct status dnat masquerade",
         f'add chain {_T} {chain} {{ comment "minirun container {cid[:200]}" ; }}',
     ]
     for host, cport, proto in publish:
@@ -134,9 +129,6 @@ def remove_bridge(bridge: str) -> None:
     table = read_table()
     bchain = bridge_chain(bridge)
     lines = []
-    for key in [k for k, target in table.masq.items() if target == bchain or k == bridge]:
-        lines.append(f'delete element {_T} masq {{ "{key}" }}')
-        del table.masq[key]
     if bchain in table.chains:
         lines.append(f"delete chain {_T} {bchain}")
         table.chains.discard(bchain)

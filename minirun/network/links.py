@@ -171,6 +171,10 @@ def add_veth(ipr: IPRoute, name: str, cid: str, bridge: Bridge, pid: int,
             index = ipr.link_lookup(ifname=name)[0]
             with netlink(f"mark veth {name} as container {cid!r}'s"):
                 ipr.link("set", index=index, ifalias=veth_alias(cid))
+            # hairpin: with br_netfilter loaded, a container reaching its own published
+            # port is bridged back out the port its packet came in by
+            with netlink(f"set hairpin mode on bridge port {name}"):
+                ipr.brport("set", index=index, mode=1)
             with netlink(f"bring veth {name} up"):
                 ipr.link("set", index=index, state="up")
             _configure_container_end(ctr, address, bridge)

@@ -52,6 +52,9 @@ def _minirun(args: argparse.Namespace, *argv: str, out: str | None = None) -> No
                            stdout=sink, stderr=sink if out else err, timeout=60)
         err.seek(0)
         why = err.read().decode(errors="replace").strip()
+        if out and p.returncode != 0:  # the runtime's error went to the output file
+            with open(out, errors="replace") as f:
+                why = f.read().strip()[-2000:]
     if p.returncode != 0:
         raise MinirunError(f"minirun {' '.join(argv)}: exit {p.returncode}: {why}")
 

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Measure what `--network bridge` adds to a container's life (a benchmark, not a test).
+
+Everything runs in a throw-away network namespace made here and deleted at the end.
+For each of --runs rounds a busybox container is created (`minirun create`, in the
+namespace), then, each in a fresh interpreter started the way the `minirun` launcher
+starts (`python3 -I -S`, site-packages put on sys.path by hand):
+
+    setup     import minirun.network + setup()    what `create` would pay
+    teardown  import minirun.network + teardown()  what `delete` would pay
+
+timed inside the process (interpreter start-up excluded: `create` pays that anyway),
+and the same two calls again in one warm process where pyroute2 is already imported.
+Then --concurrent set-ups at once, timed from the first start to the last exit.
+
+Usage: netbench.py [--runs N] [--concurrent N] [--minirun PATH] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+VENV = REPO / ".venv"
+PYTHON = str(VENV / "bin" / "python3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mkbundle import make_bundle  # noqa: E402
+
+# Runs in the fresh interpreter: argv = [repo, site-packages, op, root, cid, pid, times]
+_CHILD = """
+import sys, time
+t0 = time.perf_counter()
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+op, root, cid, pid, times = sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]), \
+    int(sys.argv[7])
+import minirun.network as net
+port = 8000 + int(cid[2:])  # nbN: one published port per container
+req = net.request_from({"network": "bridge", "publish": [f"{port}:80"]}, {})
+out = []
+for i in range(times):
+    t = time.perf_counter()
+    if op in ("setup", "both"):
+        net.setup(root, cid, pid, req)
+    if op in ("teardown", "both"):
+        net.teardown(root, cid, {"mode": "bridge", "bridge": "minirun0"})
+    out.append((time.perf_counter() - (t0 if i == 0 else t)) * 1000)
+print(" ".join(f"{x:.2f}" for x in out))
+"""
+
+
+def site_packages() -> str:
+    out = subprocess.run([PYTHON, "-I", "-c", "import sysconfig; "
+                          "print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip() or sysconfig.get_paths()["purelib"]
+
+
+class Bench:
+    def __init__(self, minirun: str, tmp: Path) -> None:
+        self.minirun = minirun
+        self.tmp = tmp
+        self.root = str(tmp / "root")
+        self.ns = f"t-netbench-{secrets.token_hex(3)}"
+        self.nspath = f"/run/netns/{self.ns}"
+        self.site = site_packages()
+        self.bundle = tmp / "bundle"
+        make_bundle(self.bundle, ["sleep", "600"])
+        subprocess.run(["ip", "netns", "add", self.ns], check=True)
+        self.n = 0
+
+    def inns(self, *argv: str) -> subprocess.CompletedProcess:
+        p = subprocess.run(["nsenter", f"--net={self.nspath}", "--", *argv],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise SystemExit(f"netbench: {argv[:3]}...: {p.stderr.strip()}")
+        return p
+
+    def create(self) -> tuple[str, int]:
+        self.n += 1
+        cid = f"nb{self.n}"
+        pid_file = self.tmp / f"{cid}.pid"
+        # output to files: the container keeps what it inherits open
+        with open(os.devnull, "wb") as null, tempfile.TemporaryFile() as err:
+            p = subprocess.run(["nsenter", f"--net={self.nspath}", "--", self.minirun,
+                                "--root", self.root, "create", "--bundle", str(self.bundle),
+                                "--pid-file", str(pid_file), cid], stdin=null, stdout=null,
+                               stderr=err)
+            if p.returncode != 0:
+                err.seek(0)
+                raise SystemExit(f"netbench: create {cid}: {err.read().decode().strip()}")
+        return cid, int(pid_file.read_text())
+
+    def delete(self, cid: str) -> None:
+        self.inns(self.minirun, "--root", self.root, "delete", "--force", cid)
+
+    def child(self, op: str, cid: str, pid: int, times: int = 1) -> list[float]:
+        p = self.inns(PYTHON, "-I", "-S", "-c", _CHILD, str(REPO), self.site, op, self.root,
+                      cid, str(pid), str(times))
+        return [float(x) for x in p.stdout.split()]
+
+    def close(self) -> None:
+        """Whatever happened: every container made here deleted, the namespace too."""
+        for i in range(1, self.n + 1):
+            subprocess.run(["nsenter", f"--net={self.nspath}", "--", self.minirun, "--root",
+                            self.root, "delete", "--force", f"nb{i}"], capture_output=True,
+                           check=False)
+        subprocess.run(["ip", "netns", "del", self.ns], check=False)
+
+
+def summary(xs: list[float]) -> dict:
+    xs = sorted(xs)
+    return {"median_ms": round(statistics.median(xs), 1),
+            "p90_ms": round(xs[max(0, int(len(xs) * 0.9) - 1)], 1), "n": len(xs)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--concurrent", type=int, default=20)
+    ap.add_argument("--minirun", default=shutil.which("minirun") or str(VENV / "bin" / "minirun"))
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("netbench: run as root")
+    with tempfile.TemporaryDirectory(prefix="netbench-") as tmp:
+        b = Bench(args.minirun, Path(tmp))
+        try:
+            results = run(b, args)
+        finally:
+            b.close()
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for k, v in results.items():
+            print(f"{k:34s} {v}")
+    return 0
+
+
+def run(b: Bench, args: argparse.Namespace) -> dict:
+    cold_setup, cold_teardown, warm = [], [], []
+    for _ in range(args.runs):
+        cid, pid = b.create()
+        cold_setup += b.child("setup", cid, pid)
+        cold_teardown += b.child("teardown", cid, pid)
+        # warm: the first (cold) round trip is dropped, the next three kept
+        warm += b.child("both", cid, pid, times=4)[1:]
+        b.delete(cid)
+    made = [b.create() for _ in range(args.concurrent)]
+    t = time.perf_counter()
+    with ThreadPoolExecutor(len(made)) as pool:
+        list(pool.map(lambda cp: b.child("setup", *cp), made))
+    concurrent_setup = (time.perf_counter() - t) * 1000
+    t = time.perf_counter()
+    with ThreadPoolExecutor(len(made)) as pool:
+        list(pool.map(lambda cp: b.child("teardown", *cp), made))
+    concurrent_teardown = (time.perf_counter() - t) * 1000
+    for cid, _ in made:
+        b.delete(cid)
+    links = [line.split(": ")[1] for line in b.inns("ip", "-o", "link").stdout.splitlines()]
+    left = b.inns("nft", "list", "ruleset").stdout + " ".join(n for n in links if n != "lo")
+    return {
+        "setup, cold (import + setup)": summary(cold_setup),
+        "teardown, cold (import + teardown)": summary(cold_teardown),
+        "setup + teardown, warm": summary(warm),
+        f"{args.concurrent} concurrent setups, wall": f"{concurrent_setup:.0f} ms",
+        f"{args.concurrent} concurrent teardowns, wall": f"{concurrent_teardown:.0f} ms",
+        "left behind": left.strip() or "nothing",
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
