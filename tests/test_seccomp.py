@@ -615,6 +615,7 @@ def test_process_state_omits_empty_metadata():
     assert seccomp.process_state(state) == {
         "ociVersion": seccomp.OCI_VERSION, "fds": ["seccompFd"], "pid": 42, "state": state}
     assert seccomp.process_state(state, "m")["metadata"] == "m"
+    assert seccomp.process_state(state, pid=7)["pid"] == 7  # exec: the exec'd process
 
 
 def test_listener_that_is_not_there_is_a_clear_error(tmp_path):
@@ -743,57 +744,81 @@ def complete_json(data: bytes) -> bool:
 
 
 class Agent(threading.Thread):
-    """A seccomp agent: takes one connection on listenerPath, keeps the state and the
-    notify fd it receives, and answers every notification with -error until the
-    filter's processes are gone."""
+    """A seccomp agent on listenerPath: takes `expected` connections, keeps the states
+    and notify fds they bring, and answers every notification with -error until all
+    the filters' processes are gone."""
 
-    def __init__(self, path: Path, error: int) -> None:
+    def __init__(self, path: Path, error: int, expected: int = 1) -> None:
         super().__init__(daemon=True)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(path))
-        self.sock.listen(1)
-        self.sock.settimeout(TIMEOUT)
+        self.sock.listen(4)
         self.error = error
-        self.state: dict | None = None
-        self.nfds = 0
+        self.expected = expected
+        self.states: list[dict] = []
+        self.nfds: list[int] = []
         self.calls: list[int] = []
         self.failure: BaseException | None = None
 
-    def run(self) -> None:
-        notify_fd = None
+    @property
+    def state(self) -> dict | None:
+        return self.states[0] if self.states else None
+
+    def _take(self) -> int:
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.settimeout(TIMEOUT)
+            data, fds, _, _ = socket.recv_fds(conn, 65536, 4)
+            # Not until EOF: runc 1.1.5 keeps the connection open until it exits.
+            while not complete_json(data):
+                chunk = conn.recv(65536)
+                assert chunk, f"connection closed before a whole state: {data!r}"
+                data += chunk
+        self.states.append(json.loads(data))
+        self.nfds.append(len(fds))
+        for extra in fds[1:]:
+            os.close(extra)
+        return fds[0]
+
+    def _answer(self, notify_fd: int) -> None:
+        buf = bytearray(NOTIF.size)
         try:
-            conn, _ = self.sock.accept()
-            with conn:
-                conn.settimeout(TIMEOUT)
-                data, fds, _, _ = socket.recv_fds(conn, 65536, 4)
-                # Not until EOF: runc 1.1.5 keeps the connection open until it exits.
-                while not complete_json(data):
-                    chunk = conn.recv(65536)
-                    assert chunk, f"connection closed before a whole state: {data!r}"
-                    data += chunk
-            self.state, self.nfds = json.loads(data), len(fds)
-            notify_fd = fds[0]
-            poller = select.poll()
-            poller.register(notify_fd, select.POLLIN)
-            while True:
+            fcntl.ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_RECV, buf, True)
+            nid, _pid, _flags, nr = NOTIF.unpack(buf)[:4]
+            self.calls.append(nr)
+            fcntl.ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_SEND,
+                        bytearray(NOTIF_RESP.pack(nid, 0, -self.error, 0)), True)
+        except OSError as e:
+            if e.errno != errno.ENOENT:  # the caller died meanwhile
+                raise
+
+    def run(self) -> None:
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN)
+        live: set[int] = set()
+        try:
+            while len(self.states) < self.expected or live:
                 events = poller.poll(TIMEOUT * 1000)
-                if not events or events[0][1] & select.POLLHUP:
-                    return  # every process of the filter is gone
-                buf = bytearray(NOTIF.size)
-                try:
-                    fcntl.ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_RECV, buf, True)
-                    nid, _pid, _flags, nr = NOTIF.unpack(buf)[:4]
-                    self.calls.append(nr)
-                    fcntl.ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_SEND,
-                                bytearray(NOTIF_RESP.pack(nid, 0, -self.error, 0)), True)
-                except OSError as e:
-                    if e.errno != errno.ENOENT:  # the caller died meanwhile
-                        raise
+                if not events:
+                    raise TimeoutError(f"agent: nothing happened for {TIMEOUT}s")
+                for fd, ev in events:
+                    if fd == self.sock.fileno():
+                        nfd = self._take()
+                        live.add(nfd)
+                        poller.register(nfd, select.POLLIN)
+                        if len(self.states) == self.expected:
+                            poller.unregister(self.sock.fileno())
+                    elif ev & select.POLLIN:
+                        self._answer(fd)
+                    elif ev & (select.POLLHUP | select.POLLERR):
+                        poller.unregister(fd)  # every process of that filter is gone
+                        live.discard(fd)
+                        os.close(fd)
         except BaseException as e:  # noqa: BLE001 - reported by the test
             self.failure = e
         finally:
-            if notify_fd is not None:
-                os.close(notify_fd)
+            for fd in live:
+                os.close(fd)
             self.sock.close()
 
 
@@ -811,7 +836,7 @@ def test_run_notify_agent_answers(run_container, tmp_path, nnp):
     assert r.returncode == 0 and "cross-device" in r.stdout, r.result
     assert agent.calls and set(agent.calls) <= {NR_MKDIR, seccomp.resolve("mkdirat")}
     doc = agent.state
-    assert agent.nfds == 1 and doc["fds"] == ["seccompFd"], doc
+    assert agent.nfds == [1] and doc["fds"] == ["seccompFd"], doc
     assert doc["metadata"] == "meta data"
     st = doc["state"]
     assert st["id"] == r.id and st["status"] == "creating", st
@@ -848,3 +873,37 @@ def test_run_bad_profile_is_one_clear_line(runtime, bundle, cid, sc, needles):
     for n in needles:
         assert n in err, err
     assert not (runtime.root / c).exists()
+
+
+@e2e
+def test_exec_gets_the_containers_filter(runtime, bundle, cid):
+    sc = profile(rule(["mkdir", "mkdirat"], "SCMP_ACT_ERRNO", errnoRet=errno.ENOSPC))
+    c = cid()
+    r = runtime("run", "-d", "--bundle", bundle(["sleep", "1000"], with_seccomp(sc)), c)
+    assert r.returncode == 0, r
+    r = runtime("exec", c, "sh", "-c", "mkdir /tmp/y 2>&1; grep '^Seccomp:' /proc/self/status")
+    assert "No space left on device" in r.stdout and "Seccomp:\t2" in r.stdout, r
+    runtime.ok("delete", "--force", c)
+
+
+@e2e
+def test_exec_notify_fd_reaches_the_agent(runtime, bundle, cid, tmp_path):
+    agent = Agent(tmp_path / "agent.sock", errno.EXDEV, expected=2)
+    agent.start()
+    sc = profile(rule(["mkdir", "mkdirat"], "SCMP_ACT_NOTIFY"),
+                 listenerPath=str(tmp_path / "agent.sock"))
+    c = cid()
+    r = runtime("run", "-d", "--bundle", bundle(["sleep", "1000"], with_seccomp(sc)), c)
+    assert r.returncode == 0, r
+    init_pid = runtime.state(c)["pid"]
+    r = runtime("exec", c, "sh", "-c", "mkdir /tmp/y 2>&1")
+    runtime.ok("delete", "--force", c)
+    agent.join(TIMEOUT)
+    assert not agent.is_alive() and agent.failure is None, agent.failure
+    assert "cross-device" in r.stdout, r
+    assert agent.nfds == [1, 1] and len(agent.calls) >= 1
+    create, exec_ = agent.states
+    assert create["state"]["status"] == "creating" and create["pid"] == init_pid, create
+    # runc: the exec'd process's pid at the top, the container's state (running) below
+    assert exec_["state"]["status"] == "running", exec_
+    assert exec_["state"]["pid"] == init_pid and exec_["pid"] != init_pid, exec_

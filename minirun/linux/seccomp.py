@@ -393,9 +393,11 @@ def load(f: Filter) -> int | None:
 
 # ---------------------------------------------------------------- the agent
 
-def process_state(state: dict, metadata: str = "") -> dict:
-    """The runtime spec's container process state (the fields in Go's order, as runc)."""
-    msg: dict = {"ociVersion": OCI_VERSION, "fds": [SECCOMP_FD_NAME], "pid": state["pid"]}
+def process_state(state: dict, metadata: str = "", pid: int | None = None) -> dict:
+    """The runtime spec's container process state (the fields in Go's order, as runc).
+    `pid` is the filtered process's (default: the state's, the init's)."""
+    msg: dict = {"ociVersion": OCI_VERSION, "fds": [SECCOMP_FD_NAME],
+                 "pid": state["pid"] if pid is None else pid}
     if metadata:
         msg["metadata"] = metadata
     msg["state"] = state
@@ -403,15 +405,17 @@ def process_state(state: dict, metadata: str = "") -> dict:
 
 
 def send_to_listener(listener_path: str, notify_fd: int, state: dict,
-                     metadata: str = "") -> None:
+                     metadata: str = "", pid: int | None = None) -> None:
     """Connect to the agent's socket and send the container process state JSON with the
     notify fd in SCM_RIGHTS, then close: one state per connection (runtime spec).
 
-    `state` is the container's OCI state as runc sends it: ociVersion, id,
-    status "creating", pid (the init's, as the runtime sees it), bundle, annotations.
+    `state` is the container's OCI state as runc sends it: ociVersion, id, status, pid
+    (the init's, as the runtime sees it), bundle, annotations if any. For the init
+    (create) the status is "creating"; for an exec'd process runc sends the container's
+    state ("running", the init's pid) and the exec'd process's pid as `pid`.
     """
     where = f"seccomp agent {listener_path} ({P}.listenerPath)"
-    data = json.dumps(process_state(state, metadata)).encode()
+    data = json.dumps(process_state(state, metadata, pid)).encode()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
         try:
             s.connect(listener_path)
