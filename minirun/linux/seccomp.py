@@ -4,8 +4,9 @@
     compile_filter(seccomp)     the runtime, before fork: a libseccomp filter in memory
                                 (every name resolved, every rule added; nothing to import
                                 or resolve is left for the init after pivot_root)
-    load(filter)                the init, the last step before exec; returns the notify fd
-                                when the filter has SCMP_ACT_NOTIFY rules
+    load(filter)                the init, right before exec (without no_new_privs: before
+                                the user switch drops CAP_SYS_ADMIN, runc's order); returns
+                                the notify fd when the filter has SCMP_ACT_NOTIFY rules
     send_to_listener(...)       the runtime: the container process state and the notify fd
                                 to linux.seccomp.listenerPath, as runc does
 
@@ -22,7 +23,8 @@ libcontainer/seccomp/seccomp_linux.go):
   its own (ORed), as libseccomp cannot AND two conditions on one argument;
 - a syscall that libseccomp knows on some architecture but not on the filter's is
   skipped by libseccomp (engines' profiles list `recv`, `timerfd`, ... unconditionally);
-- SCMP_ACT_NOTIFY cannot be the default action, nor apply to `write`.
+- SCMP_ACT_NOTIFY cannot be the default action, nor apply to `write` (nor, in minirun,
+  to sendmsg/sendto: the init hands the notify fd over with them, NOTIFY_REFUSED).
 Where runc silently skips names libseccomp cannot resolve, minirun only skips the real
 syscalls newer than this libseccomp (NEWER_SYSCALLS, so that engines' profiles keep
 working): any other unknown name is an error naming it.
