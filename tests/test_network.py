@@ -489,6 +489,23 @@ def test_stale_lease_is_reclaimed(lab: Lab) -> None:
     lab.assert_clean()
 
 
+def test_stale_lease_on_another_bridge_takes_that_bridge_along(lab: Lab) -> None:
+    old = lab.up(ECHO_SERVER, bridge="old0", subnet="10.213.9.0/24")
+    pid = lab.pid(old["cid"])
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    parked = lab.ctx.tmp / "parked"
+    (lab.root / old["cid"]).rename(parked)
+    new = lab.up(ECHO_SERVER)
+    assert "old0" not in lab.ns.links()
+    assert "b-old0" not in lab.ns.ruleset()
+    assert lab.leases() == [f"minirun0/{new['address']}"]
+    parked.rename(lab.root / old["cid"])
+    lab.down(old["cid"])
+    lab.down(new["cid"])
+    lab.assert_clean()
+
+
 # --------------------------------------------------------------------------
 # Errors leave nothing behind
 # --------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def setup(root: str, cid: str, pid: int, req: NetworkRequest) -> dict:
         with links.host() as ipr:
             with LeaseBook(root, create=True) as book:
                 # leftovers of this id are stale too: its directory was just claimed
-                _reclaim(ipr, book, book.stale() + book.of_container(cid))
+                stale_bridges = _reclaim(ipr, book, book.stale() + book.of_container(cid))
                 bridge = links.ensure_bridge(ipr, req.bridge, req.subnet, root,
                                              DEFAULT_SUBNET)
                 if req.address is not None:
@@ -50,6 +50,7 @@ def setup(root: str, cid: str, pid: int, req: NetworkRequest) -> dict:
                                   f"--ip (bridge {bridge.name})", bridge.gateway)
                 lease = book.take(cid, bridge.name, bridge.subnet, bridge.gateway,
                                   req.address, own)
+                _drop_unused_bridges(ipr, book, root, stale_bridges - {bridge.name})
             links.add_veth(ipr, own["host_veth"], cid, bridge, pid, lease["address"])
         _publish(root, cid, own, bridge, lease["address"], req)
         links.enable_forwarding()
@@ -111,17 +112,24 @@ def teardown(root: str, cid: str, record: dict) -> None:
             links.delete_veth(ipr, own["host_veth"], cid)
             firewall.remove_container(own["chain"])
             _reclaim(ipr, book, mine + stale)
-            for name in sorted(bridges):
-                if not book.of_bridge(name):
-                    links.delete_bridge(ipr, name, root)
-                    firewall.remove_bridge(name)
+            _drop_unused_bridges(ipr, book, root, bridges)
 
 
-def _reclaim(ipr, book: LeaseBook, leases: list[dict]) -> None:
-    """Remove all that the leases name, then the leases."""
+def _reclaim(ipr, book: LeaseBook, leases: list[dict]) -> set[str]:
+    """Remove all that the leases name, then the leases; returns their bridges."""
     for lease in leases:
         if lease.get("host_veth"):
             links.delete_veth(ipr, lease["host_veth"], lease["cid"])
         if lease.get("chain"):
             firewall.remove_container(lease["chain"])
         book.release(lease)
+    return {lease["bridge"] for lease in leases}
+
+
+def _drop_unused_bridges(ipr, book: LeaseBook, root: str, bridges: set[str]) -> None:
+    """For each bridge no lease uses any more: its masquerade (and the table once
+    empty), and the bridge itself if this root made it."""
+    for name in sorted(bridges):
+        if not book.of_bridge(name):
+            links.delete_bridge(ipr, name, root)
+            firewall.remove_bridge(name)

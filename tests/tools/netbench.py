@@ -13,7 +13,7 @@ timed inside the process (interpreter start-up excluded: `create` pays that anyw
 and the same two calls again in one warm process where pyroute2 is already imported.
 Then --concurrent set-ups at once, timed from the first start to the last exit.
 
-Usage: netbench.py [--runs N] [--concurrent N] [--minirun PATH] [--json]
+Usage: netbench.py [--runs N] [--concurrent N] [--minirun PATH] [--venv DIR] [--json]
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 VENV = REPO / ".venv"
-PYTHON = str(VENV / "bin" / "python3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mkbundle import make_bundle  # noqa: E402
@@ -61,21 +60,22 @@ print(" ".join(f"{x:.2f}" for x in out))
 """
 
 
-def site_packages() -> str:
-    out = subprocess.run([PYTHON, "-I", "-c", "import sysconfig; "
+def site_packages(python: str) -> str:
+    out = subprocess.run([python, "-I", "-c", "import sysconfig; "
                           "print(sysconfig.get_paths()['purelib'])"],
                          capture_output=True, text=True, check=True)
     return out.stdout.strip() or sysconfig.get_paths()["purelib"]
 
 
 class Bench:
-    def __init__(self, minirun: str, tmp: Path) -> None:
+    def __init__(self, minirun: str, venv: Path, tmp: Path) -> None:
         self.minirun = minirun
+        self.python = str(venv / "bin" / "python3")
         self.tmp = tmp
         self.root = str(tmp / "root")
         self.ns = f"t-netbench-{secrets.token_hex(3)}"
         self.nspath = f"/run/netns/{self.ns}"
-        self.site = site_packages()
+        self.site = site_packages(self.python)
         self.bundle = tmp / "bundle"
         make_bundle(self.bundle, ["sleep", "600"])
         subprocess.run(["ip", "netns", "add", self.ns], check=True)
@@ -107,7 +107,7 @@ class Bench:
         self.inns(self.minirun, "--root", self.root, "delete", "--force", cid)
 
     def child(self, op: str, cid: str, pid: int, times: int = 1) -> list[float]:
-        p = self.inns(PYTHON, "-I", "-S", "-c", _CHILD, str(REPO), self.site, op, self.root,
+        p = self.inns(self.python, "-I", "-S", "-c", _CHILD, str(REPO), self.site, op, self.root,
                       cid, str(pid), str(times))
         return [float(x) for x in p.stdout.split()]
 
@@ -131,12 +131,14 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--concurrent", type=int, default=20)
     ap.add_argument("--minirun", default=shutil.which("minirun") or str(VENV / "bin" / "minirun"))
+    ap.add_argument("--venv", type=Path, default=VENV,
+                    help="the venv whose python (with pyroute2) runs the set-ups")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("netbench: run as root")
     with tempfile.TemporaryDirectory(prefix="netbench-") as tmp:
-        b = Bench(args.minirun, Path(tmp))
+        b = Bench(args.minirun, args.venv, Path(tmp))
         try:
             results = run(b, args)
         finally:
