@@ -313,21 +313,18 @@ def _device(dev: dict, p: str) -> None:
 
 
 def _resources(res: dict) -> None:
-    for key, value in res.items():
-        if key == "devices":
-            for i, rule in enumerate(array(value, "linux.resources.devices")):
-                rp = f"linux.resources.devices[{i}]"
-                rule = obj(rule, rp)
-                boolean(rule.get("allow"), f"{rp}.allow")
-                access = _opt(rule, "access", rp, string) or ""
-                if set(access) - set("rwm"):
-                    raise ConfigError(f"{rp}.access", f"{access!r}: only r, w and m allowed")
-                kind = _opt(rule, "type", rp, string)
-                if kind not in (None, "a", "c", "b"):
-                    raise ConfigError(f"{rp}.type", f"unknown device type {kind!r}")
-        elif value not in (None, {}, []):
-            raise ConfigError(f"linux.resources.{key}", "cgroup resource limits are "
-                              f"{NOT_YET} (only the device rules are accepted)")
+    """Only the shape of the device rules here: what the host's cgroups can enforce is
+    checked at create time by cgroups.validate_resources."""
+    for i, rule in enumerate(_opt(res, "devices", "linux.resources", array) or []):
+        rp = f"linux.resources.devices[{i}]"
+        rule = obj(rule, rp)
+        boolean(rule.get("allow"), f"{rp}.allow")
+        access = _opt(rule, "access", rp, string) or ""
+        if set(access) - set("rwm"):
+            raise ConfigError(f"{rp}.access", f"{access!r}: only r, w and m allowed")
+        kind = _opt(rule, "type", rp, string)
+        if kind not in (None, "a", "c", "b"):
+            raise ConfigError(f"{rp}.type", f"unknown device type {kind!r}")
 
 
 ID_RE = re.compile(r"[\w+\-.]+", re.ASCII)

@@ -11,7 +11,7 @@ import os
 import signal
 import socket
 
-from minirun import OCI_VERSION, config, syscalls
+from minirun import OCI_VERSION, config, container_cgroup, syscalls
 from minirun.errors import ConfigError, MinirunError
 from minirun.launch import SetupSession, log_step, wait_gone
 from minirun.log import log
@@ -31,6 +31,10 @@ def status(st: dict) -> str:
         return "stopped" if st.get("status") != "creating" else "creating"
     if process_start_time(pid) != st.get("pid_start"):
         return "stopped"
+    if st["status"] in ("created", "running"):
+        cg = container_cgroup.of(st)
+        if cg is not None and cg.exists() and cg.freeze_requested():
+            return "paused"
     return st["status"]
 
 
@@ -70,6 +74,7 @@ def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
             console.close()
         raise
     session = SetupSession()
+    cgroup = None
     try:
         st = {"id": cid, "status": "creating", "pid": 0, "bundle": bundle, "rootfs": rootfs,
               "created": now(), "owner": "", "annotations": cfg.get("annotations") or {},
@@ -77,7 +82,10 @@ def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
                              if not ns.get("path")]}
         cdir.write(st)
         cdir.save_config(cfg)
-        pid = _launch(cdir, cid, cfg, bundle, rootfs, opts, session, console)
+        cgroup = container_cgroup.prepare(cid, cfg["linux"])
+        st["cgroup"] = cgroup.record()
+        cdir.write(st)
+        pid = _launch(cdir, cid, cfg, bundle, rootfs, opts, session, console, cgroup)
         st.update(status="created", pid=pid, pid_start=process_start_time(pid))
         cdir.write(st)
         if opts.get("pid_file"):
@@ -85,6 +93,8 @@ def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
         return pid
     except BaseException:
         session.abort()
+        if cgroup is not None:
+            cgroup.cg.destroy()
         cdir.remove()
         raise
     finally:
@@ -92,6 +102,8 @@ def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
         cdir.close()
         if console is not None:
             console.close()
+        if cgroup is not None:
+            cgroup.close_fds()
 
 
 def _console_for(proc: dict, opts: dict) -> socket.socket | None:
@@ -123,7 +135,8 @@ def _rootfs_path(cfg: dict, bundle: str) -> str:
 
 
 def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
-            opts: dict, session: SetupSession, console: socket.socket | None) -> int:
+            opts: dict, session: SetupSession, console: socket.socket | None,
+            cgroup: container_cgroup.Prepared) -> int:
     """Fork the set-up process and serve it until the init is ready for `start`."""
     from minirun.linux import init, namespaces
 
@@ -132,8 +145,9 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
     listener.listen(1)
     launch = init.Launch(cid, cfg, bundle, rootfs, listener, opts, log.debug_enabled)
     launch.console = console
+    launch.cgroup = cgroup
     # The state lock must not outlive `create` in the container's processes.
-    child = session.fork(lambda sock: init.setup_process(launch, init.Channel(sock)),
+    child = session.fork(lambda sock, done: init.setup_process(launch, init.Channel(sock, done)),
                          close=[cdir.fd])
     listener.close()
     tracer = Tracer(log_step)
@@ -143,8 +157,8 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
         "userns": lambda _: namespaces.write_id_maps(child, linux, tracer),
         "timens": lambda _: namespaces.write_time_offsets(child, linux["timeOffsets"], tracer),
         "hooks": lambda _: _create_hooks(cfg, short_state, session.target, tracer),
-        "seccomp-notify": lambda m: forward_notify_fd(cfg, short_state, session.target,
-                                                      m["fd"]),
+        "seccomp-notify": lambda m: forward_notify_fd(
+            cfg, hooks_state(short_state, "creating", session.target), m["fd"]),
     }
     if not session.listen("ready", handlers):
         raise MinirunError("the container's set-up processes exited without a word")
@@ -164,15 +178,21 @@ def _create_hooks(cfg: dict, st: dict, pid: int, tracer: Tracer) -> dict:
     return {"state": state}
 
 
-def forward_notify_fd(cfg: dict, st: dict, pid: int, fd: int) -> None:
-    """Pass the seccomp notify fd to linux.seccomp.listenerPath, with the state."""
-    from minirun import hooks
+def hooks_state(st: dict, status_: str, pid: int | None = None) -> dict:
+    from minirun.hooks import state_for
+
+    return state_for(st, status_, pid)
+
+
+def forward_notify_fd(cfg: dict, state: dict, fd: int, process_pid: int | None = None) -> None:
+    """Pass the seccomp notify fd to linux.seccomp.listenerPath with the container's
+    state (and, for `exec`, the pid of the process the filter belongs to)."""
     from minirun.linux import seccomp
 
     sc = cfg["linux"]["seccomp"]
     try:
-        seccomp.send_to_listener(sc["listenerPath"], fd, hooks.state_for(st, "creating", pid),
-                                 sc.get("listenerMetadata", ""))
+        seccomp.send_to_listener(sc["listenerPath"], fd, state, sc.get("listenerMetadata", ""),
+                                 pid=process_pid)
     finally:
         os.close(fd)
 
@@ -230,7 +250,7 @@ def _release_init(cdir: ContainerDir, st: dict) -> None:
         while True:
             data, fds, _, _ = socket.recv_fds(s, 4096, 1)
             if fds:
-                forward_notify_fd(cdir.load_config(), st, st["pid"], fds[0])
+                forward_notify_fd(cdir.load_config(), hooks_state(st, "creating"), fds[0])
                 data = data.replace(NOTIFY_MARK, b"")
             if not data and not fds:
                 break
@@ -366,13 +386,17 @@ def kill(store: Store, cid: str, sig: int, all_processes: bool) -> None:
     cdir = store.open(cid, exclusive=False)
     try:
         st = cdir.read()
-        pidfd = _pidfd_of(st) if status(st) in ("created", "running") else None
+        alive = status(st) in ("created", "running", "paused")
+        pidfd = _pidfd_of(st) if alive else None
+        cg = container_cgroup.of(st)
+        if all_processes and cg is not None and cg.exists():
+            cg.kill_all(sig)
         if pidfd is None:
             if all_processes:
                 return  # as runc: nothing left to signal is not an error for --all
             raise MinirunError(f"cannot kill container {cid!r}: it is stopped")
         try:
-            if all_processes:
+            if all_processes and cg is None:
                 _signal_all(st, sig)
             syscalls.pidfd_send_signal(pidfd, sig)
         finally:
@@ -407,6 +431,12 @@ def members(st: dict) -> list[int]:
     """The container's processes, until cgroups take over: everything in its pid
     namespace when it has its own, else the init and its descendants."""
     init_pid = st["pid"]
+    cg = container_cgroup.of(st)
+    if cg is not None and cg.exists():
+        pids = set(cg.pids())
+        if status(st) != "stopped":
+            pids.add(init_pid)
+        return sorted(pids)
     if "pid" in st.get("namespaces", []):
         try:
             target = os.readlink(f"/proc/{init_pid}/ns/pid")
@@ -475,11 +505,12 @@ def delete(store: Store, cid: str, force: bool) -> None:
     try:
         st = cdir.read()
         current = status(st)
-        if current == "running" and not force:
-            raise MinirunError(f"cannot delete container {cid!r}: it is running "
+        if current in ("running", "paused") and not force:
+            raise MinirunError(f"cannot delete container {cid!r}: it is {current} "
                                "(stop it first, or use --force)")
         if current != "stopped":
             _kill_and_wait(st)
+        _remove_cgroup(st)
         cfg = _config_or_none(cdir)
         cdir.remove()
     finally:
@@ -488,6 +519,17 @@ def delete(store: Store, cid: str, force: bool) -> None:
         from minirun import hooks
 
         hooks.run_warn(cfg, "poststop", hooks.state_for(st, "stopped", 0))
+
+
+def _remove_cgroup(st: dict) -> None:
+    """Whatever is left in the cgroup (a stopped container without a pid namespace can
+    leave processes) is killed, then the cgroup goes."""
+    cg = container_cgroup.of(st)
+    if cg is None or not cg.exists():
+        return
+    if cg.pids():
+        cg.kill_all(signal.SIGKILL)
+    cg.destroy()
 
 
 def _config_or_none(cdir: ContainerDir) -> dict | None:
@@ -502,7 +544,11 @@ def _kill_and_wait(st: dict) -> None:
     if pidfd is None:
         return
     try:
-        _signal_all(st, signal.SIGKILL)
+        cg = container_cgroup.of(st)
+        if cg is not None and cg.exists():
+            cg.kill_all(signal.SIGKILL)  # a frozen cgroup's processes die too
+        else:
+            _signal_all(st, signal.SIGKILL)
         syscalls.pidfd_send_signal(pidfd, signal.SIGKILL)
         wait_gone(st["pid"], pidfd, STOP_TIMEOUT)
     finally:

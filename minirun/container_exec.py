@@ -13,11 +13,12 @@ import json
 import os
 import socket
 
-from minirun import config, syscalls
+from minirun import config, container_cgroup, syscalls
 from minirun.container import (
     _pidfd_of,
     _write_pid_file,
     forward_notify_fd,
+    hooks_state,
     status,
     wait_process,
 )
@@ -123,15 +124,21 @@ def _spawn(cid: str, st: dict, proc: dict, kinds: list[str], opts: dict,
     launch = init.ExecLaunch(cid, st["pid"], proc, kinds, opts, log.debug_enabled)
     launch.console = console
     launch.seccomp = init.compile_seccomp(linux)
+    cg = container_cgroup.of(st)
+    if cg is not None and cg.exists():
+        launch.cgroup_fd = cg.open_procs()
     session = SetupSession()
     try:
-        session.fork(lambda sock: init.exec_setup_process(launch, init.Channel(sock)),
+        session.fork(lambda sock, done: init.exec_setup_process(launch, init.Channel(sock, done)),
                      close=[pidfd])
         if console is not None:
             console.close()
             console = None
+        # As runc: the container's state (running, the init's pid) and, at the top
+        # level, the pid of the exec'd process.
         notify = {"seccomp-notify": lambda m: forward_notify_fd(
-            {"linux": linux}, st, session.target, m["fd"])}
+            {"linux": linux}, hooks_state(st, "running", st["pid"]), m["fd"],
+            session.target)}
         session.listen(until=None, handlers=notify)  # end of file: it exec'd (or died)
         pid = session.target_pid
         os.waitpid(session.child, 0)
@@ -144,6 +151,8 @@ def _spawn(cid: str, st: dict, proc: dict, kinds: list[str], opts: dict,
     finally:
         session.close()
         os.close(pidfd)
+        if launch.cgroup_fd is not None:
+            os.close(launch.cgroup_fd)
         if console is not None:
             console.close()
     log_step("exec", " ".join(proc["args"]), 0.0, None)

@@ -30,21 +30,26 @@ class SetupSession:
         self.child = 0  # the set-up process
         self.target = 0  # the container's process (init, or the exec'd one)
         self.pids: list[int] = []  # what to kill if set-up fails
+        # "done" for the set-up process goes on a pipe of its own: the init reads the
+        # socket too, and must not take that message (nor the set-up process the init's).
+        self.done_r, self.done_w = os.pipe()
 
-    def fork(self, child_main: Callable[[socket.socket], None], close: list[int]) -> int:
-        """Fork; the child runs child_main(sock) and never returns."""
+    def fork(self, child_main: Callable[[socket.socket, int], None], close: list[int]) -> int:
+        """Fork; the child runs child_main(sock, done_fd) and never returns."""
         pid = os.fork()
         if pid == 0:
             self.ours.close()
+            os.close(self.done_w)
             for fd in close:
                 os.close(fd)
             try:
-                child_main(self.theirs)
+                child_main(self.theirs, self.done_r)
             finally:
                 os._exit(1)
         self.child = pid
         self.pids.append(pid)
         self.theirs.close()
+        os.close(self.done_r)
         return pid
 
     def listen(self, until: str | None, handlers: dict[str, Handler] | None = None) -> bool:
@@ -86,12 +91,13 @@ class SetupSession:
 
     def release_setup_process(self) -> None:
         """Tell the set-up process it may exit, and reap it."""
-        self.send({"type": "done"})
+        os.write(self.done_w, b"d")
         os.waitpid(self.child, 0)
         self.pids.remove(self.child)
 
     def close(self) -> None:
         self.ours.close()
+        os.close(self.done_w)
 
     def abort(self) -> None:
         """Kill what was started and wait until it is gone."""

@@ -40,13 +40,16 @@ def connect_console_socket(path: str) -> socket.socket:
 
 # ---------------------------------------------------------------- container side
 
-def setup_console(console: socket.socket, size: dict | None) -> None:
+def setup_console(console: socket.socket, size: dict | None, dev_console: bool) -> None:
     """Open a pty, send its master to `console`, make the slave our stdio and ctty.
-    The caller must be a session leader."""
+    The caller must be a session leader. With dev_console (the container's init), the
+    pty is bind-mounted on /dev/console, as config-linux.md's default devices say."""
     master, slave = os.openpty()
     if size:
         set_winsize(master, size.get("height", 0), size.get("width", 0))
     name = os.ttyname(slave)
+    if dev_console:
+        _bind_dev_console(name)
     socket.send_fds(console, [name.encode()], [master])
     os.close(master)
     console.close()
@@ -55,6 +58,18 @@ def setup_console(console: socket.socket, size: dict | None) -> None:
     if slave > 2:
         os.close(slave)
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _bind_dev_console(pty: str) -> None:
+    from minirun import syscalls
+
+    try:
+        fd = os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        os.close(fd)
+    except OSError as e:
+        raise MinirunError(f"/dev/console: {e.strerror}") from None
+    syscalls.mount(pty, "/dev/console", None, syscalls.MS_BIND)
 
 
 def set_winsize(fd: int, rows: int, cols: int) -> None:

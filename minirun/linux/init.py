@@ -18,6 +18,7 @@ import signal
 import socket
 
 from minirun import syscalls, terminal
+from minirun.cgroups.cgroup import join as cgroup_join
 from minirun.linux import namespaces, process, rootfs
 from minirun.steps import Tracer
 
@@ -25,8 +26,9 @@ from minirun.steps import Tracer
 class Channel:
     """The set-up side of the sync socket."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, done_fd: int = -1) -> None:
         self.sock = sock
+        self.done_fd = done_fd  # the runtime's "done" for the set-up process alone
 
     def send(self, msg: dict) -> None:
         self.sock.send(json.dumps(msg).encode())
@@ -71,6 +73,7 @@ class Launch:
         self.no_new_keyring = bool(opts.get("no_new_keyring"))
         self.debug = debug
         self.console: socket.socket | None = None
+        self.cgroup = None  # container_cgroup.Prepared, set by the runtime
         self.linux = cfg.get("linux") or {}
         self.plan = namespaces.Plan(self.linux)
         self.seccomp = compile_seccomp(self.linux)
@@ -95,16 +98,13 @@ def setup_process(launch: Launch, chan: Channel) -> None:
             chan.send({"type": "userns"})
             chan.recv()
             namespaces.become_root_in_userns(launch.linux)
-        namespaces.unshare_rest(plan, tracer)
+        _unshare_rest(launch, tracer)
         if plan.has_new("time") and launch.linux.get("timeOffsets"):
             # Written by the runtime: we are non-dumpable, so our /proc files are root's
             # (the host's root) and a user namespace's root cannot write them.
             chan.send({"type": "timens"})
             chan.recv()
-        pid = os.fork()
-        if pid == 0:
-            init_process(launch, chan, os.getppid())
-        chan.send({"type": "pid", "pid": pid})
+        pid = fork_gated(lambda: init_process(launch, chan, os.getppid()), chan)
         _wait_done_or_init_death(chan, pid)
     except BaseException as e:  # noqa: BLE001 - everything must reach the runtime
         chan.fail(e, launch.debug)
@@ -112,22 +112,53 @@ def setup_process(launch: Launch, chan: Channel) -> None:
     os._exit(0)
 
 
+def _unshare_rest(launch: Launch, tracer: Tracer) -> None:
+    """unshare(2) the new namespaces; a new cgroup namespace is rooted at the cgroup of
+    its creator, so step into the container's cgroup for that moment only (our memory
+    is not to be charged to it)."""
+    cg = launch.cgroup
+    rooted = cg is not None and cg.own_fd is not None and launch.plan.has_new("cgroup")
+    if rooted:
+        with tracer.step("cgroup", f"{cg.cg.path} (root of the cgroup namespace)"):
+            cgroup_join(cg.procs_fd)
+    namespaces.unshare_rest(launch.plan, tracer)
+    if rooted:
+        with tracer.step("cgroup", "back to the runtime's cgroup"):
+            cgroup_join(cg.own_fd)
+
+
+def fork_gated(child, chan: Channel) -> int:
+    """Fork `child`, tell the runtime its pid, then let it run: the runtime must know
+    the pid before the child's first message (both write to one socket)."""
+    gate_r, gate_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(gate_w)
+        os.read(gate_r, 1)
+        os.close(gate_r)
+        child()
+        os._exit(1)
+    os.close(gate_r)
+    chan.send({"type": "pid", "pid": pid})
+    os.write(gate_w, b"g")
+    os.close(gate_w)
+    return pid
+
+
 def _wait_done_or_init_death(chan: Channel, pid: int) -> None:
     """Stay alive (the init's parent-death signal is tied to us) until the runtime says
-    done; report if the init dies without a word."""
+    done on our own pipe; report if the init dies without a word."""
     pidfd = syscalls.pidfd_open(pid)
     poller = select.poll()
-    poller.register(chan.sock.fileno(), select.POLLIN)
+    poller.register(chan.done_fd, select.POLLIN)
     poller.register(pidfd, select.POLLIN)
-    while True:
-        for fd, _ in poller.poll():
-            if fd == pidfd:
-                _, status = os.waitpid(pid, 0)
-                chan.send({"type": "error", "msg": "container init exited during set-up "
-                           f"({_describe_status(status)})"})
-                os._exit(1)
-            chan.recv()
-            return
+    ready = {fd for fd, _ in poller.poll()}
+    if chan.done_fd in ready:
+        return
+    _, status = os.waitpid(pid, 0)
+    chan.send({"type": "error", "msg": "container init exited during set-up "
+               f"({_describe_status(status)})"})
+    os._exit(1)
 
 
 def _describe_status(status: int) -> str:
@@ -150,7 +181,8 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
             with tracer.step("link-up", "lo"):
                 syscalls.link_up("lo")
         in_userns = "user" in plan.new or "user" in plan.join
-        root = rootfs.Rootfs(launch.rootfs, tracer, in_userns, plan.has_new("cgroup"))
+        root = rootfs.Rootfs(launch.rootfs, tracer, in_userns, plan.has_new("cgroup"),
+                             launch.cgroup.cg.dir if launch.cgroup else None)
         root.prepare(cfg, launch.bundle)
         root.make_cwd(proc.get("cwd") or "/")
         state = _create_hooks(launch, chan, tracer)
@@ -162,7 +194,7 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
             rootfs.readonly_root(tracer)
         if proc.get("terminal") and launch.console is not None:
             with tracer.step("console", "pty (process.terminal)"):
-                terminal.setup_console(launch.console, proc.get("consoleSize"))
+                terminal.setup_console(launch.console, proc.get("consoleSize"), True)
         _set_names(cfg, tracer)
         if not launch.no_new_keyring:
             _new_keyring(launch.id, tracer)
@@ -179,6 +211,10 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
             path = process.find_executable(proc)
         if proc.get("noNewPrivileges"):
             process.set_no_new_privs(tracer)
+        if launch.cgroup is not None:
+            # Last: what Python allocated before stays charged outside the container.
+            with tracer.step("cgroup", f"join {launch.cgroup.cg.path}"):
+                cgroup_join(launch.cgroup.procs_fd)
         syscalls.set_pdeathsig(0)  # the set-up process exits once we are ready
         chan.send({"type": "ready"})
         chan.sock.close()
@@ -282,6 +318,7 @@ class ExecLaunch:
         self.debug = debug
         self.console: socket.socket | None = None
         self.seccomp = None  # the container's filter applies to exec'd processes too
+        self.cgroup_fd: int | None = None  # the container's cgroup.procs
 
 
 def exec_setup_process(launch: ExecLaunch, chan: Channel) -> None:
@@ -295,10 +332,7 @@ def exec_setup_process(launch: ExecLaunch, chan: Channel) -> None:
         syscalls.set_dumpable(False)
         opened = namespaces.open_of_process(launch.init_pid, launch.kinds, tracer)
         namespaces.join(opened, tracer)
-        pid = os.fork()
-        if pid == 0:
-            exec_process_main(launch, chan)
-        chan.send({"type": "pid", "pid": pid})
+        fork_gated(lambda: exec_process_main(launch, chan), chan)
     except BaseException as e:  # noqa: BLE001 - everything must reach the runtime
         chan.fail(e, launch.debug)
         os._exit(1)
@@ -314,7 +348,7 @@ def exec_process_main(launch: ExecLaunch, chan: Channel) -> None:
         if proc.get("terminal") and launch.console is not None:
             os.setsid()
             with tracer.step("console", "pty (process.terminal)"):
-                terminal.setup_console(launch.console, proc.get("consoleSize"))
+                terminal.setup_console(launch.console, proc.get("consoleSize"), False)
         process.apply_rlimits(proc.get("rlimits") or [], tracer)
         nnp = proc.get("noNewPrivileges")
         if launch.seccomp is not None and not nnp:
@@ -329,6 +363,8 @@ def exec_process_main(launch: ExecLaunch, chan: Channel) -> None:
         process.close_fds_for_exec(launch.preserve_fds)
         if launch.seccomp is not None and nnp:
             _load_seccomp(launch.seccomp, tracer, lambda fd: _notify_via(chan, fd))
+        if launch.cgroup_fd is not None:
+            cgroup_join(launch.cgroup_fd)  # last: our memory stays charged outside
         process.exec_process(path, proc, env)
     except BaseException as e:  # noqa: BLE001
         chan.fail(e, launch.debug)

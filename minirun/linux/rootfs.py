@@ -40,11 +40,12 @@ class Rootfs:
     """The rootfs of one container, addressed through an O_PATH fd on its directory."""
 
     def __init__(self, path: str, tracer: Tracer, in_userns: bool,
-                 new_cgroupns: bool) -> None:
+                 new_cgroupns: bool, cgroup_dir: str | None) -> None:
         self.path = path
         self.tracer = tracer
         self.in_userns = in_userns
         self.new_cgroupns = new_cgroupns
+        self.cgroup_dir = cgroup_dir  # the container's cgroup in the host's hierarchy
         self.fd = -1
 
     # ----------------------------------------------------------- safe path handling
@@ -164,7 +165,7 @@ class Rootfs:
             # As runc: without a cgroup namespace, show the container its own cgroup by
             # binding it from the host's cgroup2 mount (a fresh cgroup2 mount would show
             # the host's whole tree, and costs ~10 ms).
-            source = own_cgroup_dir()
+            source = self.cgroup_dir or own_cgroup_dir()
             sc.mount(source, target, None, sc.MS_BIND | sc.MS_REC, shown=dest)
             with self._reopen(dest) as top:
                 remount_bind(fdpath(top.fd), opts.flags, dest)
