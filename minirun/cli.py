@@ -54,6 +54,15 @@ COMMANDS: dict[str, tuple[dict, str, str]] = {
              "ID [COMMAND ARGS...]", "run another process in a container"),
     "ps": ({"--format": ("format", True), "-f": ("format", True)}, "ID",
            "list the container's processes (json: an array of host pids)"),
+    "pause": ({}, "ID", "freeze every process of the container (cgroup freezer)"),
+    "resume": ({}, "ID", "thaw a paused container"),
+    "events": ({"--stats": ("stats", False), "--interval": ("interval", True)}, "ID",
+               "print resource usage and OOM events as JSON lines (--stats: once)"),
+    "update": ({"--resources": ("resources", True), "-r": ("resources", True),
+                **{f"--{n.replace('_', '-')}": (n, True) for n in (
+                    "memory", "memory_reservation", "memory_swap", "cpu_quota", "cpu_period",
+                    "cpu_share", "cpuset_cpus", "cpuset_mems", "pids_limit", "blkio_weight")}},
+               "ID", "change the resource limits of a live container"),
     "spec": ({"--bundle": ("bundle", True), "-b": ("bundle", True),
               "--rootless": ("rootless", False)}, "", "write a default config.json"),
     "features": ({}, "", "print what this minirun supports, as OCI features JSON"),
@@ -215,6 +224,8 @@ def dispatch(command: str, opts: dict, args: list[str]) -> int:
     cid = _one_id(command, args)
     if command == "ps":
         return _ps(store, cid, opts)
+    if command in ("pause", "resume", "events", "update"):
+        return _cgroup_command(command, store, cid, opts)
     if command in ("create", "run"):
         _check_create_flags(opts)
         bundle = opts.get("bundle") or os.getcwd()
@@ -273,6 +284,62 @@ def _list(store, opts: dict, args: list[str]) -> int:
         for r in rows:
             print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return 0
+
+
+def _cgroup_command(command: str, store, cid: str, opts: dict) -> int:
+    import json
+
+    from minirun import container_cgroup as cgc
+
+    if command == "pause":
+        cgc.pause(store, cid)
+    elif command == "resume":
+        cgc.resume(store, cid)
+    elif command == "events":
+        interval = _duration(opts.get("interval", "5s"))
+
+        def emit(event: dict) -> None:
+            print(json.dumps(event), flush=True)
+
+        cgc.events(store, cid, interval, bool(opts.get("stats")), emit)
+    else:
+        res = cgc.resources_from_flags(opts)
+        if opts.get("resources"):
+            res.update(_read_resources(opts["resources"]))
+        if not res:
+            raise UsageError("update: nothing to change (see minirun --help)")
+        cgc.update(store, cid, res)
+    return 0
+
+
+def _read_resources(path: str) -> dict:
+    import json
+
+    try:
+        text = sys.stdin.read() if path == "-" else open(path).read()  # noqa: SIM115
+        res = json.loads(text)
+    except OSError as e:
+        raise UsageError(f"--resources {path}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--resources {path}: invalid JSON at line {e.lineno} column "
+                         f"{e.colno}: {e.msg}") from None
+    if not isinstance(res, dict):
+        raise UsageError(f"--resources {path}: expected a linux.resources object")
+    return res
+
+
+def _duration(text: str) -> float:
+    """Go-style durations as runc takes them: 5s, 500ms, 1m, or plain seconds."""
+    for unit, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if text.endswith(unit):
+            try:
+                return float(text[:-len(unit)]) * scale
+            except ValueError:
+                break
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"--interval {text!r}: expected a duration like 5s") from None
 
 
 def _ps(store, cid: str, opts: dict) -> int:

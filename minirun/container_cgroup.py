@@ -77,3 +77,145 @@ def of(st: dict):
         return cgroups.Cgroup(rec["mount"], rec["path"])
     except MinirunError:
         return None
+
+
+# ---------------------------------------------------------------- commands
+
+def pause(store, cid: str) -> None:
+    _freeze(store, cid, True)
+
+
+def resume(store, cid: str) -> None:
+    _freeze(store, cid, False)
+
+
+def _freeze(store, cid: str, frozen: bool) -> None:
+    from minirun.container import status
+
+    cdir = store.open(cid)
+    try:
+        st = cdir.read()
+        current = status(st)
+        want = ("created", "running") if frozen else ("paused",)
+        if current not in want:
+            verb = "pause" if frozen else "resume"
+            raise MinirunError(f"cannot {verb} container {cid!r}: it is {current}")
+        cg = _require(st, cid)
+        if frozen:
+            cg.freeze()
+        else:
+            cg.thaw()
+    finally:
+        cdir.close()
+
+
+def _require(st: dict, cid: str):
+    cg = of(st)
+    if cg is None or not cg.exists():
+        raise MinirunError(f"container {cid!r} has no cgroup")
+    return cg
+
+
+def stats_event(store, cid: str) -> dict:
+    cdir = store.open(cid, exclusive=False)
+    try:
+        st = cdir.read()
+    finally:
+        cdir.close()
+    return {"type": "stats", "id": cid, "data": _require(st, cid).stats()}
+
+
+def events(store, cid: str, interval: float, once: bool, emit) -> None:
+    """runc's `events`: stats every interval (or once with --stats), and an "oom" event
+    whenever memory.events' oom_kill count grows; ends when the container is gone."""
+    import time
+
+    from minirun.container import status
+
+    cdir = store.open(cid, exclusive=False)
+    try:
+        st = cdir.read()
+    finally:
+        cdir.close()
+    cg = _require(st, cid)
+    if once:
+        emit({"type": "stats", "id": cid, "data": cg.stats()})
+        return
+    ooms = cg.oom_count()
+    while cg.exists() and status(st) != "stopped":
+        now = cg.oom_count()
+        if now > ooms:
+            emit({"type": "oom", "id": cid})
+            ooms = now
+        emit({"type": "stats", "id": cid, "data": cg.stats()})
+        time.sleep(interval)
+
+
+def update(store, cid: str, res: dict) -> None:
+    """Apply new limits to a live container (the device rules only if given)."""
+    from minirun import cgroups
+    from minirun.container import status
+
+    cdir = store.open(cid)
+    try:
+        st = cdir.read()
+        if status(st) == "stopped":
+            raise MinirunError(f"cannot update container {cid!r}: it is stopped")
+        cg = _require(st, cid)
+        cgroups.validate_resources(res, cg.mount)
+        cg.apply(res, devices="devices" in res)
+        cfg = cdir.load_config()
+        merged = cfg["linux"].setdefault("resources", {})
+        for key, value in res.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key].update(value)
+            else:
+                merged[key] = value
+        cdir.save_config(cfg)
+    finally:
+        cdir.close()
+
+
+UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_bytes(text: str, flag: str) -> int:
+    """`--memory 256m` as runc (powers of 1024); -1 means unlimited."""
+    raw = text.strip().lower()
+    if raw == "-1":
+        return -1
+    num, unit = raw.rstrip("bkmgt"), raw[len(raw.rstrip("bkmgt")):].rstrip("b")
+    if not num.isdigit() or unit not in UNITS:
+        raise MinirunError(f"{flag} {text!r}: expected a number of bytes like 512m or 2g")
+    return int(num) * UNITS[unit]
+
+
+def resources_from_flags(opts: dict) -> dict:
+    res: dict = {}
+    mem = {k: parse_bytes(opts[f], "--" + f.replace("_", "-")) for f, k in (
+        ("memory", "limit"), ("memory_reservation", "reservation"), ("memory_swap", "swap"))
+        if opts.get(f) is not None}
+    if mem:
+        res["memory"] = mem
+    cpu: dict = {}
+    for flag, key in (("cpu_quota", "quota"), ("cpu_period", "period"),
+                      ("cpu_share", "shares")):
+        if opts.get(flag) is not None:
+            cpu[key] = _int(opts[flag], flag)
+    for flag, key in (("cpuset_cpus", "cpus"), ("cpuset_mems", "mems")):
+        if opts.get(flag) is not None:
+            cpu[key] = opts[flag]
+    if cpu:
+        res["cpu"] = cpu
+    if opts.get("pids_limit") is not None:
+        res["pids"] = {"limit": _int(opts["pids_limit"], "pids_limit")}
+    if opts.get("blkio_weight") is not None:
+        res["blockIO"] = {"weight": _int(opts["blkio_weight"], "blkio_weight")}
+    return res
+
+
+def _int(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise MinirunError(f"--{flag.replace('_', '-')} {text!r}: expected an integer") from None

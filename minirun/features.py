@@ -18,7 +18,8 @@ def features() -> dict:
         "linux": {
             "namespaces": sorted(NAMESPACE_TYPES),
             "capabilities": list(CAPABILITIES),
-            "cgroup": {"v1": False, "v2": False, "systemd": False, "systemdUser": False},
+            "cgroup": {"v1": False, "v2": True, "systemd": False, "systemdUser": False,
+                       "rdma": True},
             "seccomp": seccomp.features(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
