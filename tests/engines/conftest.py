@@ -8,8 +8,9 @@ basename, so that podman and conmon treat it as they treat the runtime itself).
 Every call lands in ``<scratch>/runtime-calls.log``; a failing test shows the calls
 made during it. ``ENGINE_RUNTIME_LOGS=1`` makes the wrapper wait for the runtime
 instead of exec'ing it, and append its exit status and the lines it wrote to its
-``--log`` file: the exact runtime error, at the cost of one extra process between
-the engine and the runtime.
+``--log`` file (the exact runtime error), and keep a copy of every config.json and
+``exec --process`` file the engines hand over in ``<scratch>/kept``, at the cost of
+one extra process between the engine and the runtime.
 
 Safety on this hybrid-cgroup host: the cgroup v1 hierarchies under
 ``/sys/fs/cgroup`` belong to the machine. containerd, podman, their shims and
@@ -248,14 +249,26 @@ exec {runtime} "$@"
 """
 
 _WRAPPER_KEEP_LOGS = """#!/bin/sh
-# written by tests/engines/conftest.py (ENGINE_RUNTIME_LOGS=1): log the argv, run
-# the runtime, log its exit status and what it appended to its --log file
+# written by tests/engines/conftest.py (ENGINE_RUNTIME_LOGS=1): log the argv, keep a
+# copy of the config.json / process.json the engine hands over, run the runtime,
+# log its exit status and what it appended to its --log file
 printf '%s\\n' "$*" >> {log}
-rlog=; prev=
+rlog=; prev=; bundle=; process=
 for a; do
-    [ "$prev" = --log ] && rlog=$a
-    case $a in --log=*) rlog=${{a#--log=}};; esac
+    case $prev in --log) rlog=$a;; --bundle|-b) bundle=$a;; --process|-p) process=$a;; esac
+    case $a in
+        --log=*) rlog=${{a#--log=}};; --bundle=*) bundle=${{a#--bundle=}};;
+        --process=*) process=${{a#--process=}};;
+    esac
     prev=$a
+done
+n=$(date +%s%N)
+for f in ${{bundle:+"$bundle/config.json"}} ${{process:+"$process"}}; do
+    if [ -f "$f" ]; then
+        mkdir -p {keep}
+        cp "$f" {keep}/"$n-${{f##*/}}"
+        printf '  kept %s as %s\\n' "$f" {keep}/"$n-${{f##*/}}" >> {log}
+    fi
 done
 size=0
 [ -n "$rlog" ] && [ -f "$rlog" ] && size=$(stat -c %s "$rlog")
@@ -297,10 +310,15 @@ class EngineHost:
             return f.read().decode(errors="replace")
 
     def ns_mounts(self) -> set[str]:
-        """Mounts of the engines' namespace under the scratch folder."""
+        """Mounts of the engines' namespace under the scratch folder, but the one
+        podman's overlay driver keeps on its home (a private bind of it onto itself,
+        made and dropped with the driver, whatever the containers do)."""
         out = set()
+        overlay_home = str(self.scratch / "podman" / "graph" / "overlay")
         for line in Path(f"/proc/{self.ns_pid}/mountinfo").read_text().splitlines():
             f = line.split()
+            if f[4] == overlay_home:
+                continue
             if str(self.scratch) in f[4] or str(self.scratch) in f[3]:
                 out.add(f"{f[4]} ({line.split(' - ')[1].split()[0]})")
         return out
@@ -450,6 +468,7 @@ def engine_host(tmp_path_factory: pytest.TempPathFactory):
     wrapper = bindir / RUNTIME_NAME
     tpl = _WRAPPER_KEEP_LOGS if KEEP_LOGS else _WRAPPER_EXEC
     wrapper.write_text(tpl.format(log=shlex.quote(str(calls)),
+                                  keep=shlex.quote(str(scratch / "kept")),
                                   runtime=shlex.quote(os.path.abspath(RUNTIME))))
     wrapper.chmod(0o755)
     archive = build_oci_archive(scratch / "busybox.oci.tar", IMAGE)

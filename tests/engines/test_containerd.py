@@ -18,8 +18,9 @@ skip_unless_usable("containerd", "ctr", "containerd-shim-runc-v2", "script")
 
 # PID 1 ignores SIGTERM unless it traps it
 LOOP = 'trap "exit 7" TERM; while :; do sleep 0.1; done'
-COUNTER = ('trap "exit 7" TERM; i=0; '
-           'while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done')
+# the counter file is replaced by rename: a pause never freezes it half-written
+COUNTER = ('trap "exit 7" TERM; i=0; while :; do i=$((i+1)); '
+           'echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.05; done')
 TWO_SLEEPS = "sleep 1000 & sleep 1001 & wait"
 
 

@@ -17,8 +17,9 @@ from .conftest import needs_freezer, pid_alive, skip_unless_usable, wait_for
 skip_unless_usable("podman", "conmon", "nsenter", "script")
 
 LOOP = 'trap "exit 7" TERM; trap "exit 9" USR1; while :; do sleep 0.1; done'
-COUNTER = ('trap "exit 7" TERM; i=0; '
-           'while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done')
+# the counter file is replaced by rename: a pause never freezes it half-written
+COUNTER = ('trap "exit 7" TERM; i=0; while :; do i=$((i+1)); '
+           'echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.05; done')
 
 
 def start(podman, script: str) -> tuple[str, int]:
