@@ -108,7 +108,7 @@ def skip_unless_usable(*tools: str) -> None:
 # --------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(repr=False)
 class Res:
     argv: list[str]
     returncode: int
@@ -118,6 +118,8 @@ class Res:
     def __str__(self) -> str:
         return (f"$ {shlex.join(self.argv)}\n-> exit {self.returncode}\n"
                 f"stdout: {self.stdout!r}\nstderr: {self.stderr!r}")
+
+    __repr__ = __str__  # what pytest shows for ``assert ..., res``
 
 
 class Runner:
