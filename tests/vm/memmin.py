@@ -17,7 +17,9 @@ limit counts as working only when --repeat runs in a row succeed. The limit is
 bisected between --low and --high to --step; the smallest working limit is then
 run --confirm more times, moving up a step while any fails. Reported: that
 limit, the largest one seen to fail, and the lowest at which a single run ever
-succeeded (the noisy band lies between the two). A runtime that cannot run the bundle
+succeeded (the noisy band lies between the two). Finally a container that
+needs more memory than that limit must be OOM-killed under it: a runtime that
+does not enforce the limit gets no figure (exit status 1). A runtime that cannot run the bundle
 with no limit at all is an error; one that fails even at --high is reported as
 such (an error only with --strict, e.g. minirun before it enforces cgroups).
 
@@ -116,11 +118,16 @@ class Prober:
             return f"? ({e})"
         return out.splitlines()[0] if out else "?"
 
-    def run(self, limit: int | None) -> tuple[bool, str]:
-        """Run /bin/true under memory.max = limit (None: no limit, no cgroupsPath)."""
+    def run(self, limit: int | None, args: list[str] | None = None,
+            label: str = "") -> tuple[bool, str, str]:
+        """Run /bin/true (or args) under memory.max = limit (None: no limit, no cgroupsPath).
+
+        Returns (exited 0, the last line of stderr, stdout)."""
         self.n += 1
         cid = f"memmin-{self.tag}-{os.getpid()}-{self.n}"
         cfg = copy.deepcopy(self.base)
+        if args:
+            cfg["process"]["args"] = args
         cg = None
         if limit is not None:
             cg = CGROUP_ROOT / PARENT / cid
@@ -128,35 +135,44 @@ class Prober:
             cfg["linux"].setdefault("resources", {})["memory"] = {"limit": limit}
         (self.bundle / "config.json").write_text(json.dumps(cfg, indent=2))
         argv = [self.runtime, "--root", str(self.root), "run", "--bundle", str(self.bundle), cid]
+        what = "no limit" if limit is None else human(limit)
+        print(f"  {what:>9}: {label}", end="", flush=True)
         t0 = time.monotonic()
         try:
             p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                timeout=self.timeout)
-            rc, err = p.returncode, (p.stderr.strip().splitlines() or [""])[-1]
+            rc, err, out = p.returncode, (p.stderr.strip().splitlines() or [""])[-1], p.stdout
         except subprocess.TimeoutExpired:
-            rc, err = -1, f"timed out after {self.timeout:.0f} s"
+            rc, err, out = -1, f"timed out after {self.timeout:.0f} s", ""
         dt = time.monotonic() - t0
-        subprocess.run([self.runtime, "--root", str(self.root), "delete", "--force", cid],
-                       stdin=subprocess.DEVNULL, capture_output=True, timeout=self.timeout)
+        print(f"exit {rc} in {dt:.1f} s" + (f"  ({err})" if rc and err else ""), flush=True)
+        try:
+            subprocess.run([self.runtime, "--root", str(self.root), "delete", "--force", cid],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            print(f"  (delete --force {cid} timed out)", flush=True)
         if cg is not None:
             remove_cgroup(cg)
-        self.probes.append((limit, rc, dt, err))
-        what = "no limit" if limit is None else human(limit)
-        print(f"  {what:>9}: exit {rc} in {dt:.1f} s" + (f"  ({err})" if rc and err else ""),
-              flush=True)
-        return rc == 0, err
+        if not args:
+            self.probes.append((limit, rc, dt, err))
+        return rc == 0, err, out
+
+
+def hog_args(size: int) -> list[str]:
+    """A container process that holds a string of size bytes (about twice that in memory)."""
+    return ["/bin/sh", "-c", f"x=$(head -c {size} /dev/zero | tr '\\000' a); echo ${{#x}}"]
 
 
 def measure(pr: Prober, low: int, high: int, step: int, repeat: int, confirm: int) -> dict:
     res: dict = {"runtime": pr.runtime, "version": pr.version(), "min_ok": None,
-                 "max_fail": None, "lowest_single_ok": None, "error": None}
+                 "max_fail": None, "lowest_single_ok": None, "enforced": None, "error": None}
     print(f"{pr.runtime} ({res['version']}):", flush=True)
 
     def holds(limit: int, times: int) -> bool:
         """limit works `times` runs in a row (stops at the first failure)."""
         return all(pr.run(limit)[0] for _ in range(times))
 
-    ok, err = pr.run(None)
+    ok, err, _ = pr.run(None)
     if not ok:
         res["error"] = f"fails with no memory limit: {err}"
         return res
@@ -189,6 +205,20 @@ def measure(pr: Prober, low: int, high: int, step: int, repeat: int, confirm: in
             ok_at = None
             break
     res["min_ok"], res["max_fail"] = ok_at, fail_at
+    if ok_at is not None:
+        # the limit must be the kernel's: a process needing more than it is OOM-killed
+        size = 2 * ok_at + 4 * 1024**2
+        # (the OOM killer may kill a process of the pipeline and leave the shell running:
+        # the string's length shows whether everything ran)
+        ok, _, out = pr.run(ok_at, hog_args(size), f"a {human(size)} string must not fit: ")
+        killed = not (ok and out.split()[-1:] == [str(size)])
+        res["enforced"] = killed
+        got = out.split()[-1] if out.split() else "nothing"
+        print(f"  limit enforced: {'yes' if killed else 'NO'} (the container's string: {got} "
+              f"of {size} bytes)", flush=True)
+        if not killed:
+            res["error"] = (f"memory.max is not enforced: a container holding {human(size)} "
+                            f"ran to completion under a {human(ok_at)} limit")
     singles = [lim for lim, rc, _, _ in pr.probes if lim is not None and rc == 0]
     res["lowest_single_ok"] = min(singles) if singles else None
     return res
@@ -252,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     rc = 0
     for r in results:
         name = f"{r['runtime']} ({r['version']})"
-        if r["min_ok"] is not None:
+        if r["min_ok"] is not None and r["error"]:
+            print(f"  {name}: INVALID: {r['error']}")
+            rc = 1
+        elif r["min_ok"] is not None:
             line = f"  {name}: {human(r['min_ok'])}"
             if r["max_fail"] is None:
                 line += " or less (the bottom of the range)"

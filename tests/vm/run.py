@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in RESULT_FILES:
         (results / name).unlink(missing_ok=True)
 
-    vng_argv = [vng, "-r", str(kernel), "--disable-kvm", "--force-9p",
+    # --verbose: the kernel's console goes to console.log (shown when the guest wrote no
+    # status: a panic, a soft lockup or the OOM killer then say what happened)
+    vng_argv = [vng, "-r", str(kernel), "--disable-kvm", "--force-9p", "--verbose",
                 "--cpus", str(ns.cpus), "-m", ns.memory, "--rwdir", str(results)]
     if any(under(REPO, h) for h in HIDDEN_IN_GUEST):
         if under(results, str(REPO)):
