@@ -115,7 +115,9 @@ def _opt(doc: dict, key: str, path: str, check, *args):
 
 def validate(doc: object) -> None:
     doc = obj(doc, "(config.json)")
-    string(doc.get("ociVersion"), "ociVersion")
+    version = string(doc.get("ociVersion"), "ociVersion")
+    if not SEMVER_RE.fullmatch(version):
+        raise ConfigError("ociVersion", f"{version!r} is not a SemVer 2.0.0 version")
     _root(obj(doc.get("root"), "root"))
     if "process" not in doc:
         raise ConfigError("process", "missing: the container needs a process to run")
@@ -126,6 +128,8 @@ def validate(doc: object) -> None:
         _mount(obj(m, f"mounts[{i}]"), f"mounts[{i}]")
     annotations = _opt(doc, "annotations", "", obj) or {}
     for key, value in annotations.items():
+        if not key:
+            raise ConfigError("annotations", "keys must not be empty")
         string(value, f"annotations.{key}")
     if doc.get("hooks"):
         from minirun import hooks
@@ -264,8 +268,9 @@ def _linux(linux: dict) -> None:
         _device(obj(dev, f"linux.devices[{i}]"), f"linux.devices[{i}]")
     for key, value in (_opt(linux, "sysctl", "linux", obj) or {}).items():
         string(value, f"linux.sysctl.{key}")
-    _opt(linux, "maskedPaths", "linux", strings)
-    _opt(linux, "readonlyPaths", "linux", strings)
+    for key in ("maskedPaths", "readonlyPaths"):
+        for i, path in enumerate(_opt(linux, key, "linux", strings) or []):
+            abspath(path, f"linux.{key}[{i}]")
     prop = _opt(linux, "rootfsPropagation", "linux", string)
     if prop and prop not in PROPAGATIONS:
         raise ConfigError("linux.rootfsPropagation", f"unknown propagation {prop!r}")
@@ -327,6 +332,8 @@ def _resources(res: dict) -> None:
             raise ConfigError(f"{rp}.type", f"unknown device type {kind!r}")
 
 
+SEMVER_RE = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+                       r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?")
 ID_RE = re.compile(r"[\w+\-.]+", re.ASCII)
 
 

@@ -7,12 +7,13 @@
 alive is read from /proc every time, with its start time guarding against pid reuse.
 """
 
+import errno
 import os
 import signal
 import socket
 
 from minirun import OCI_VERSION, config, container_cgroup, syscalls
-from minirun.errors import ConfigError, MinirunError
+from minirun.errors import ConfigError, MinirunError, SyscallError
 from minirun.launch import SetupSession, log_step, wait_gone
 from minirun.log import log
 from minirun.state import EXEC_SOCK, ContainerDir, NotFound, Store, process_start_time
@@ -91,11 +92,15 @@ def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
         if opts.get("pid_file"):
             _write_pid_file(opts["pid_file"], pid)
         return pid
-    except BaseException:
+    except BaseException as e:
         session.abort()
         if cgroup is not None:
             cgroup.cg.destroy()
         cdir.remove()
+        if type(e).__name__ == "HookError":
+            # A failed prestart/createRuntime/createContainer hook: the container is
+            # stopped, and the lifecycle goes on with poststop (runtime spec).
+            _poststop(cfg, st)
         raise
     finally:
         session.close()
@@ -222,7 +227,12 @@ def start(store: Store, cid: str) -> None:
         if current != "created":
             raise MinirunError(f"cannot start container {cid!r}: it is {current}, "
                                "not created")
-        _release_init(cdir, st)
+        try:
+            _release_init(cdir, st)
+        except MinirunError:
+            # startContainer hooks or exec failed: the init is gone; go on with poststop.
+            _poststop(cdir.load_config(), st)
+            raise
         st["status"] = "running"
         cdir.write(st)
         cfg = cdir.load_config()
@@ -301,11 +311,13 @@ def _terminal_master(relay_end: socket.socket | None) -> int | None:
         return None
     relay_end.setblocking(False)
     try:
-        from minirun.terminal import receive_master
+        from minirun.terminal import copy_winsize, receive_master
 
-        return receive_master(relay_end)
+        master = receive_master(relay_end)
     except (BlockingIOError, MinirunError):
         return None
+    copy_winsize(0, master)  # before `start`: the process may ask for its size at once
+    return master
 
 
 def wait_process(pid: int, master: int | None) -> int:
@@ -387,18 +399,25 @@ def kill(store: Store, cid: str, sig: int, all_processes: bool) -> None:
     try:
         st = cdir.read()
         alive = status(st) in ("created", "running", "paused")
-        pidfd = _pidfd_of(st) if alive else None
         cg = container_cgroup.of(st)
         if all_processes and cg is not None and cg.exists():
+            # The init is in the cgroup too: one kill for all (frozen while signalled,
+            # so no process sees another die first). Nothing left is not an error.
             cg.kill_all(sig)
+            return
+        pidfd = _pidfd_of(st) if alive else None
         if pidfd is None:
             if all_processes:
                 return  # as runc: nothing left to signal is not an error for --all
             raise MinirunError(f"cannot kill container {cid!r}: it is stopped")
         try:
-            if all_processes and cg is None:
-                _signal_all(st, sig)
             syscalls.pidfd_send_signal(pidfd, sig)
+            if all_processes:
+                _signal_all(st, sig)
+        except SyscallError as e:
+            if e.errno != errno.ESRCH:
+                raise
+            raise MinirunError(f"cannot kill container {cid!r}: it is stopped") from None
         finally:
             os.close(pidfd)
     finally:
@@ -515,7 +534,12 @@ def delete(store: Store, cid: str, force: bool) -> None:
         cdir.remove()
     finally:
         cdir.close()
-    if cfg and (cfg.get("hooks") or {}).get("poststop"):
+    if cfg:
+        _poststop(cfg, st)
+
+
+def _poststop(cfg: dict, st: dict) -> None:
+    if (cfg.get("hooks") or {}).get("poststop"):
         from minirun import hooks
 
         hooks.run_warn(cfg, "poststop", hooks.state_for(st, "stopped", 0))

@@ -160,9 +160,10 @@ def _spawn(cid: str, st: dict, proc: dict, kinds: list[str], opts: dict,
         return 0
     master = None
     if relay_end is not None:
-        from minirun.terminal import receive_master
+        from minirun.terminal import copy_winsize, receive_master
 
         master = receive_master(relay_end)
+        copy_winsize(0, master)
         relay_end.close()
     return wait_process(pid, master)
 

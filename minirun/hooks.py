@@ -39,12 +39,15 @@ def run(cfg: dict, kind: str, state: dict) -> None:
 
 
 def run_warn(cfg: dict, kind: str, state: dict) -> None:
+    """Run every hook of `kind`; a failure is a warning and the next hooks still run."""
     from minirun.log import log
 
-    try:
-        run(cfg, kind, state)
-    except HookError as e:
-        log.warn(str(e))
+    stdin = json.dumps(state).encode()
+    for i, hook in enumerate((cfg.get("hooks") or {}).get(kind) or []):
+        try:
+            _run_one(hook, stdin, f"hooks.{kind}[{i}]")
+        except HookError as e:
+            log.warn(str(e))
 
 
 def _run_one(hook: dict, stdin: bytes, where: str) -> None:
@@ -55,22 +58,35 @@ def _run_one(hook: dict, stdin: bytes, where: str) -> None:
         env = dict(e.partition("=")[::2] for e in hook["env"])
     timeout = hook.get("timeout")
     try:
+        # A session of its own: on timeout the hook and whatever it started are killed.
         proc = subprocess.Popen(args, executable=path, env=env, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                close_fds=True)
+                                close_fds=True, start_new_session=True)
     except OSError as e:
         raise HookError(f"{where} {path}: cannot run: {e.strerror}") from None
     try:
         out, err = proc.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+        _kill_group(proc)
         raise HookError(f"{where} {path}: timed out after {timeout}s") from None
     if proc.returncode != 0:
         why = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
                else f"exit status {proc.returncode}")
         text = (err or out).decode(errors="replace").strip().replace("\n", " | ")
         raise HookError(f"{where} {path}: {why}" + (f": {text}" if text else ""))
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def state_for(st: dict, status: str, pid: int | None = None) -> dict:

@@ -24,6 +24,14 @@ def log_step(name: str, target: str, took: float, err: str | None) -> None:
     log.debug(format_step(name, target, took, err))
 
 
+def _error_of(msg: dict) -> MinirunError:
+    if msg.get("kind") == "HookError":
+        from minirun.hooks import HookError
+
+        return HookError(msg["msg"])
+    return MinirunError(msg["msg"])
+
+
 class SetupSession:
     def __init__(self) -> None:
         self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -71,7 +79,7 @@ class SetupSession:
                 self.target = msg["pid"]
                 self.pids.append(self.target)
             elif kind == "error":
-                err = MinirunError(msg["msg"])
+                err = _error_of(msg)
                 err.child_trace = msg.get("trace")  # type: ignore[attr-defined]
                 raise err
             elif kind in handlers:

@@ -110,11 +110,7 @@ class Relay:
         os.close(self.master)
 
     def _copy_winsize(self) -> None:
-        try:
-            packed = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
-            fcntl.ioctl(self.master, termios.TIOCSWINSZ, packed)
-        except OSError:
-            pass
+        copy_winsize(0, self.master)
 
     def pump(self) -> None:
         """Relay until the container side hangs up (all slave fds closed: EIO)."""
@@ -140,6 +136,15 @@ class Relay:
                     inputs.remove(0)  # stdin closed: keep relaying output
                     continue
                 _write_all(self.master, data)
+
+
+def copy_winsize(src: int, dst: int) -> None:
+    """The user's window size onto the container's pty (nothing if src is no tty)."""
+    try:
+        packed = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, packed)
+    except OSError:
+        pass
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -47,7 +47,8 @@ class Channel:
                    "err": err, "pid": os.getpid()})
 
     def fail(self, exc: BaseException, debug: bool) -> None:
-        msg = {"type": "error", "msg": str(exc) or type(exc).__name__}
+        msg = {"type": "error", "msg": str(exc) or type(exc).__name__,
+               "kind": type(exc).__name__}
         if debug:
             import traceback  # already loaded by _preload: no Python library after pivot
 
@@ -187,6 +188,7 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
         root.make_cwd(proc.get("cwd") or "/")
         state = _create_hooks(launch, chan, tracer)
         root.pivot(launch.no_pivot)
+        root.set_propagation(linux.get("rootfsPropagation"))
         rootfs.write_sysctls(linux.get("sysctl") or {}, tracer)
         rootfs.readonly_paths(linux.get("readonlyPaths") or [], tracer)
         rootfs.mask_paths(linux.get("maskedPaths") or [], tracer)

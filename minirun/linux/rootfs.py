@@ -96,14 +96,12 @@ class Rootfs:
 
     def prepare(self, cfg: dict, bundle: str) -> None:
         linux = cfg.get("linux") or {}
-        with self.tracer.step("propagation", "/ " + (linux.get("rootfsPropagation")
-                                                     or "rslave")):
-            prop = linux.get("rootfsPropagation") or "rslave"
-            sc.mount(None, "/", None, mountopts.PROPAGATION_OPTIONS[prop] | sc.MS_REC)
+        with self.tracer.step("propagation", "/ rslave"):
+            # Nothing we mount may reach the host; pivot_root also refuses shared mounts.
+            # linux.rootfsPropagation is applied to the new root after pivot_root.
+            sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC)
         with self.tracer.step("bind-rootfs", self.path):
             sc.mount(self.path, self.path, None, sc.MS_BIND | sc.MS_REC)
-            if prop in ("shared", "rshared"):
-                _make_parent_private(self.path)
         self.fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         mounts = cfg.get("mounts") or []
         for i, m in enumerate(mounts):
@@ -230,10 +228,8 @@ class Rootfs:
         mode = d.get("fileMode", 0o666) & 0o7777
         kinds = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
         try:
-            try:
-                os.unlink(name, dir_fd=parent_fd)
-            except FileNotFoundError:
-                pass
+            if self._existing_device_matches(parent_fd, name, d, kinds[d["type"]]):
+                return
             if self.in_userns:
                 # mknod is not allowed in a user namespace: bind the host's node instead.
                 self._bind_device(parent_fd, name, path)
@@ -247,6 +243,22 @@ class Rootfs:
         finally:
             os.close(parent_fd)
 
+    @staticmethod
+    def _existing_device_matches(parent_fd: int, name: str, d: dict, kind: int) -> bool:
+        """A node already there is kept if it is the device asked for; anything else
+        at that path is an error (config-linux.md, devices)."""
+        try:
+            st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        same = stat.S_IFMT(st.st_mode) == kind and (
+            d["type"] == "p" or st.st_rdev == os.makedev(d.get("major", 0), d.get("minor", 0)))
+        if not same:
+            raise MinirunError(f"{d['path']} already exists in the rootfs and is not the "
+                               f"device asked for ({d['type']} {d.get('major')}:"
+                               f"{d.get('minor')})")
+        return True
+
     def _bind_device(self, parent_fd: int, name: str, path: str) -> None:
         fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o644, dir_fd=parent_fd)
@@ -255,6 +267,13 @@ class Rootfs:
             sc.mount(path, fdpath(node.fd), None, sc.MS_BIND, shown=path)
 
     # ----------------------------------------------------------- entering the root
+
+    def set_propagation(self, prop: str | None) -> None:
+        """linux.rootfsPropagation on the container's root (after pivot_root): `shared`
+        is a new peer group, `slave` keeps receiving the host's events."""
+        if prop:
+            with self.tracer.step("propagation", f"/ {prop} (linux.rootfsPropagation)"):
+                sc.mount(None, "/", None, mountopts.PROPAGATION_OPTIONS[prop])
 
     def pivot(self, no_pivot: bool) -> None:
         if no_pivot:
@@ -302,19 +321,6 @@ def own_cgroup_dir() -> str:
                     return point + rel[len(root.rstrip("/")):]
     raise MinirunError("mounts: type cgroup: this host has no cgroup2 hierarchy to show "
                        "the container (minirun supports cgroup v2 only)")
-
-
-def _make_parent_private(path: str) -> None:
-    """pivot_root refuses a new root whose parent mount is shared."""
-    parent = os.path.dirname(path)
-    best = "/"
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4].replace("\\040", " ")
-            if (parent == point or parent.startswith(point.rstrip("/") + "/")) \
-                    and len(point) > len(best):
-                best = point
-    sc.mount(None, best, None, sc.MS_PRIVATE)
 
 
 def remount_bind(target: str, flags: int, shown: str) -> None:
