@@ -55,7 +55,7 @@ deps:
 	    [ "$$(id -u)" = 0 ] || { echo "make deps: missing$$missing; run as root" >&2; exit 1; }; \
 	    echo "installing:$$missing"; \
 	    apt-get update; \
-	    apt-get install -y $$missing; \
+	    apt-get install -y --no-install-recommends $$missing; \
 	fi
 
 ## venv: .venv with the project installed non-editable (compiled .pyc, compiled cffi module)

@@ -13,6 +13,11 @@ timed inside the process (interpreter start-up excluded: `create` pays that anyw
 and the same two calls again in one warm process where pyroute2 is already imported.
 Then --concurrent set-ups at once, timed from the first start to the last exit.
 
+When the minirun under test has `--network` (the module wired into create/delete),
+also the issue's own figure: wall time of `minirun run` of /bin/true with
+`--network bridge` against `--network none`, interleaved, and of --concurrent
+`run --network bridge` at once.
+
 Usage: netbench.py [--runs N] [--concurrent N] [--minirun PATH] [--venv DIR] [--json]
 """
 
@@ -120,6 +125,38 @@ class Bench:
         subprocess.run(["ip", "netns", "del", self.ns], check=False)
 
 
+def run_cli(b: Bench, args: argparse.Namespace) -> dict:
+    """`run /bin/true`, none against bridge, interleaved (the order alternates)."""
+    true_bundle = b.tmp / "true"
+    make_bundle(true_bundle, ["/bin/true"])
+
+    def once(mode: str) -> float:
+        b.n += 1
+        t = time.perf_counter()
+        b.inns(b.minirun, "--root", b.root, "run", "--network", mode, "--bundle",
+               str(true_bundle), f"nb{b.n}")
+        return (time.perf_counter() - t) * 1000
+
+    times: dict[str, list[float]] = {"none": [], "bridge": []}
+    for i in range(args.runs + 2):
+        order = ("none", "bridge") if i % 2 else ("bridge", "none")
+        for mode in order:
+            took = once(mode)
+            if i >= 2:  # two warm-up rounds
+                times[mode].append(took)
+    extra = [br - no for br, no in zip(times["bridge"], times["none"], strict=True)]
+    t = time.perf_counter()
+    with ThreadPoolExecutor(args.concurrent) as pool:
+        list(pool.map(lambda _: once("bridge"), range(args.concurrent)))
+    burst = (time.perf_counter() - t) * 1000
+    return {
+        "run /bin/true --network none": summary(times["none"]),
+        "run /bin/true --network bridge": summary(times["bridge"]),
+        "extra of bridge over none": summary(extra),
+        f"{args.concurrent} concurrent run --network bridge": f"{burst:.0f} ms",
+    }
+
+
 def summary(xs: list[float]) -> dict:
     xs = sorted(xs)
     return {"median_ms": round(statistics.median(xs), 1),
@@ -141,6 +178,10 @@ def main() -> int:
         b = Bench(args.minirun, args.venv, Path(tmp))
         try:
             results = run(b, args)
+            usage = subprocess.run([args.minirun, "--help"], capture_output=True,
+                                   text=True).stdout
+            if "--network" in usage:
+                results.update(run_cli(b, args))
         finally:
             b.close()
     if args.json:
