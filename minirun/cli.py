@@ -26,6 +26,9 @@ CREATE_FLAGS = {
     "--pid-file": ("pid_file", True), "--no-pivot": ("no_pivot", False),
     "--preserve-fds": ("preserve_fds", True), "--no-new-keyring": ("no_new_keyring", False),
     "--console-socket": ("console_socket", True),
+    "--network": ("network", True), "--publish": ("publish", "list"),
+    "-p": ("publish", "list"), "--subnet": ("subnet", True), "--bridge": ("bridge", True),
+    "--ip": ("ip", True),
 }
 COMMANDS: dict[str, tuple[dict, str, str]] = {
     # name: (flags, positional usage, summary)
@@ -274,13 +277,16 @@ def _list(store, opts: dict, args: list[str]) -> int:
         for st in states:
             print(st["id"])
     elif fmt == "json":
-        print(json.dumps([{k: v for k, v in st.items() if k != "annotations"}
-                          for st in states] or None))
+        print(json.dumps([_list_entry(st) for st in states] or None))
     else:
+        addresses = [_address(st) for st in states]
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"])
                  for s in states]
-        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        if any(addresses):  # a column of its own only when minirun networking is in use
+            rows = [(*r, a) for r, a in zip(rows, ["ADDRESS", *[a or "-" for a in addresses]],
+                                            strict=True)]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return 0
@@ -361,6 +367,17 @@ def _ps(store, cid: str, opts: dict) -> int:
             print(f"{info['uid']:<8} {pid:>8} {info['ppid']:>8} {info['state']:<5} "
                   f"{info['cmd']}")
     return 0
+
+
+def _address(st: dict) -> str:
+    return (st.get("annotations") or {}).get("org.minirun.network.address", "")
+
+
+def _list_entry(st: dict) -> dict:
+    out = {k: v for k, v in st.items() if k != "annotations"}
+    if _address(st):
+        out["address"] = _address(st)
+    return out
 
 
 def _owner_name(path: str) -> str:

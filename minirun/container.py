@@ -54,6 +54,10 @@ def oci_state(st: dict) -> dict:
     }
     if st.get("annotations"):
         out["annotations"] = st["annotations"]
+    address = (st.get("network") or {}).get("address")
+    if address and (st.get("network") or {}).get("host_veth"):
+        out.setdefault("annotations", {})
+        out["annotations"] = {**out["annotations"], "org.minirun.network.address": address}
     return out
 
 
@@ -65,6 +69,7 @@ def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
     bundle = os.path.abspath(bundle)
     cfg = config.load(bundle)
     rootfs = _rootfs_path(cfg, bundle)
+    net = _network_request(cfg, opts)
     if int(opts.get("preserve_fds") or 0) < 0:
         raise MinirunError("--preserve-fds must not be negative")
     console = _console_for(cfg["process"], opts)
@@ -88,6 +93,8 @@ def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
         cdir.write(st)
         pid = _launch(cdir, cid, cfg, bundle, rootfs, opts, session, console, cgroup)
         st.update(status="created", pid=pid, pid_start=process_start_time(pid))
+        if net is not None:
+            _setup_network(store, cdir, st, net)
         cdir.write(st)
         if opts.get("pid_file"):
             _write_pid_file(opts["pid_file"], pid)
@@ -96,6 +103,7 @@ def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
         session.abort()
         if cgroup is not None:
             cgroup.cg.destroy()
+        _teardown_network(store, st)
         cdir.remove()
         if type(e).__name__ == "HookError":
             # A failed prestart/createRuntime/createContainer hook: the container is
@@ -109,6 +117,51 @@ def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
             console.close()
         if cgroup is not None:
             cgroup.close_fds()
+
+
+def _network_request(cfg: dict, opts: dict):
+    """--network MODE (or the org.minirun.network annotation): `none` (runc's
+    behaviour), `bridge`, or the path of a network namespace to join."""
+    mode = opts.get("network") or ""
+    if mode.startswith("/"):
+        if not os.path.exists(mode):
+            raise MinirunError(f"--network {mode}: no such network namespace")
+        spaces = [ns for ns in cfg["linux"].setdefault("namespaces", [])
+                  if ns["type"] != "network"]
+        cfg["linux"]["namespaces"] = [*spaces, {"type": "network", "path": mode}]
+        return None
+    flags = {k: opts.get(k) for k in ("network", "publish", "subnet", "bridge", "ip")}
+    annotations = cfg.get("annotations") or {}
+    if not any(flags.values()) and not any(k.startswith("org.minirun.network")
+                                           for k in annotations):
+        return None  # the default: not even the network package is imported
+    from minirun import network
+
+    req = network.request_from(flags, annotations)
+    if req is not None and not any(ns["type"] == "network" and not ns.get("path")
+                                   for ns in cfg["linux"].get("namespaces") or []):
+        raise MinirunError("--network bridge needs a new network namespace "
+                           "(linux.namespaces has none, or joins one by path)")
+    return req
+
+
+def _setup_network(store: Store, cdir: ContainerDir, st: dict, req) -> None:
+    from minirun import network
+
+    st["network"] = req.to_dict()  # what to tear down if set-up dies half-way
+    cdir.write(st)
+    st["network"] = network.setup(store.root, st["id"], st["pid"], req)
+
+
+def _teardown_network(store: Store, st: dict) -> None:
+    if "network" not in st:
+        return
+    from minirun import network
+
+    try:
+        network.teardown(store.root, st["id"], st["network"])
+    except MinirunError as e:
+        log.warn(f"container {st['id']!r}: network teardown: {e}")
 
 
 def _console_for(proc: dict, opts: dict) -> socket.socket | None:
@@ -530,6 +583,7 @@ def delete(store: Store, cid: str, force: bool) -> None:
         if current != "stopped":
             _kill_and_wait(st)
         _remove_cgroup(st)
+        _teardown_network(store, st)
         cfg = _config_or_none(cdir)
         cdir.remove()
     finally:
