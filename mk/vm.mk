@@ -7,6 +7,7 @@
 #   make bench-vm       in the same VM: the smallest memory.max under which `run /bin/true`
 #                       succeeds, for runc and for minirun (tests/vm/memmin.py)
 #   make vm-prepare     only install what the lane needs (apt packages, the kernel, virtme-ng)
+#   make clean-vm       remove what vm-prepare made (the apt packages stay)
 #   make check-vagrant  the Vagrantfile's Ruby syntax and settings, and its provisioning
 #                       script run on this host (Vagrant itself cannot run here)
 #
@@ -22,12 +23,13 @@ VM_PYTEST_ARGS ?=
 VM_TIMEOUT  ?= 2400
 VM_CPUS     ?= 2
 VM_MEMORY   ?= 2G
-VM_RESULTS  ?= $(CURDIR)/build/vm/results
+# empty: build/vm/results, or $(VM_CACHE)/results when the checkout is hidden in the guest
+VM_RESULTS  ?=
 VM_BENCH_ARGS ?=
 VM_RUN = $(VM_PYTHON) -I tests/vm/run.py --cache $(VM_CACHE) --timeout $(VM_TIMEOUT) \
-         --cpus $(VM_CPUS) --memory $(VM_MEMORY) --results $(VM_RESULTS)
+         --cpus $(VM_CPUS) --memory $(VM_MEMORY) $(if $(VM_RESULTS),--results $(VM_RESULTS))
 
-.PHONY: vm-prepare test-vm bench-vm check-vagrant
+.PHONY: vm-prepare test-vm bench-vm check-vagrant clean-vm
 
 ## vm-prepare: qemu, kmod, Debian's generic kernel unpacked into /lib/modules, virtme-ng in a venv
 vm-prepare:
@@ -50,3 +52,10 @@ check-vagrant:
 	ruby vagrant/check.rb
 	bash -n vagrant/provision.sh
 	bash vagrant/provision.sh $(CURDIR)
+
+## clean-vm: remove the lane's cache, results and the kernels it unpacked into /lib/modules
+clean-vm:
+	rm -rf $(VM_CACHE) build/vm
+	@for d in /lib/modules/*/; do \
+	    if [ -f "$$d.minirun-vm" ]; then echo "rm -rf $$d"; rm -rf "$$d"; fi; \
+	done

@@ -144,13 +144,15 @@ class Prober:
             rc, err, out = p.returncode, (p.stderr.strip().splitlines() or [""])[-1], p.stdout
         except subprocess.TimeoutExpired:
             rc, err, out = -1, f"timed out after {self.timeout:.0f} s", ""
+        except OSError as e:
+            rc, err, out = -1, f"cannot run {self.runtime}: {e}", ""
         dt = time.monotonic() - t0
         print(f"exit {rc} in {dt:.1f} s" + (f"  ({err})" if rc and err else ""), flush=True)
         try:
             subprocess.run([self.runtime, "--root", str(self.root), "delete", "--force", cid],
                            stdin=subprocess.DEVNULL, capture_output=True, timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            print(f"  (delete --force {cid} timed out)", flush=True)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            print(f"  (delete --force {cid}: {e})", flush=True)
         if cg is not None:
             remove_cgroup(cg)
         if not args:

@@ -109,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="what tests/vm/prepare.sh made (default %(default)s)")
     p.add_argument("--kernel", type=Path, help="kernel image (default CACHE/vmlinuz)")
     p.add_argument("--vng", help="vng executable (default CACHE/venv/bin/vng)")
-    p.add_argument("--results", type=Path, default=REPO / "build" / "vm" / "results",
-                   help="host folder shared writable with the guest (default %(default)s)")
+    p.add_argument("--results", type=Path,
+                   help="host folder shared writable with the guest (default "
+                        "REPO/build/vm/results, or CACHE/results when the checkout is in a "
+                        "place the guest hides and must be exported on its own)")
     p.add_argument("--timeout", type=float, default=2400,
                    help="seconds before the VM is killed (default %(default)s)")
     p.add_argument("--cpus", default="2")
@@ -134,7 +136,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vm: no {REPO}/.venv/bin/minirun: run 'make install' first", file=sys.stderr)
         return 2
 
-    results = ns.results.absolute()
+    # A checkout below a path the guest mounts over is exported on its own (read-only);
+    # then the results folder must not be inside it (the two 9p mounts would stack).
+    export_repo = any(under(REPO, h) for h in HIDDEN_IN_GUEST)
+    results = ns.results
+    if results is None:
+        results = ns.cache / "results" if export_repo else REPO / "build" / "vm" / "results"
+    results = results.absolute()
+    if export_repo and under(results, str(REPO)):
+        print(f"vm: the checkout {REPO} is hidden in the guest and must be exported; "
+              f"put --results outside it", file=sys.stderr)
+        return 2
     results.mkdir(parents=True, exist_ok=True)
     for name in RESULT_FILES:
         (results / name).unlink(missing_ok=True)
@@ -143,11 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     # status: a panic, a soft lockup or the OOM killer then say what happened)
     vng_argv = [vng, "-r", str(kernel), "--disable-kvm", "--force-9p", "--verbose",
                 "--cpus", str(ns.cpus), "-m", ns.memory, "--rwdir", str(results)]
-    if any(under(REPO, h) for h in HIDDEN_IN_GUEST):
-        if under(results, str(REPO)):
-            print(f"vm: the checkout {REPO} is hidden in the guest and must be exported; "
-                  f"put --results outside it", file=sys.stderr)
-            return 2
+    if export_repo:
         vng_argv.append(f"--rodir={REPO}")
     # the guest's own timeout for pytest or memmin leaves time to boot and report
     guest_timeout = max(60, int(ns.timeout) - 240)
