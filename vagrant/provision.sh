@@ -29,7 +29,7 @@ cgroups=$(stat -fc %T /sys/fs/cgroup)
 if [ "$cgroups" = cgroup2fs ]; then
     say "cgroups: pure v2 ($(cat /sys/fs/cgroup/cgroup.controllers))"
 else
-    say "cgroups: /sys/fs/cgroup is $cgroups, not pure v2 (a hybrid host: limits are refused)"
+    say "cgroups: /sys/fs/cgroup is $cgroups, not pure v2 (hybrid: limits of controllers bound to v1 are refused)"
 fi
 
 cd "$src"
