@@ -1,9 +1,11 @@
 # minirun: build, install, demo, test and benchmark on a fresh Debian 12 machine, as root.
 #
 #   make demo     install everything and run a container that shows its isolation
-#   make test     install everything, lint, run the pytest suite
+#   make test     install everything, lint, the VM lane (pure cgroup v2), the Vagrantfile
+#                 check, then the whole pytest suite (engines included)
 #   make install  venv + fast launcher in .venv/bin/minirun + /usr/local/bin/minirun
-#   make bench    install, then compare `minirun run` with `runc run` (BENCH_ARGS="--runs 50")
+#   make bench    install, then compare `minirun run` with `runc run` (BENCH_ARGS="--runs 50"),
+#                 the cost of --network bridge, and (in the VM) the smallest memory.max
 #   make lint     ruff
 #   make clean    remove .venv, build artefacts and demo/
 #
@@ -98,11 +100,15 @@ demo: deps install
 ## test: lint, then the pytest suite (as root)
 test: install
 	$(VENV)/bin/ruff check minirun tests
+	$(MAKE) check-vagrant
+	$(MAKE) test-vm VM_TIMEOUT=1200
 	$(VENV)/bin/pytest -v tests
 
 ## bench: minirun vs runc, run of /bin/true
 bench: install
 	$(VPY) tests/tools/bench.py --minirun $(CURDIR)/$(VENV)/bin/minirun $(BENCH_ARGS)
+	$(VPY) tests/tools/netbench.py --minirun $(CURDIR)/$(VENV)/bin/minirun --runs 20
+	$(MAKE) bench-vm
 
 lint: venv
 	$(VENV)/bin/ruff check minirun tests
@@ -117,3 +123,5 @@ clean:
 	    rm -f $(PREFIX)/bin/minirun; \
 	fi
 	rm -rf $(VENV) build *.egg-info demo
+
+include mk/vm.mk
