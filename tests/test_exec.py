@@ -29,9 +29,10 @@ from conf_util import (
     nspid,
     proc_status,
     set_process,
+    stop_and_reap,
     wait_for,
 )
-from conftest import TIMEOUT, under_runc
+from conftest import TIMEOUT, reap_zombie_children, under_runc
 
 SLEEP = ["sleep", "1000"]
 
@@ -47,27 +48,29 @@ def one_line_error(r) -> str:
 
 
 @pytest.fixture
-def running(runtime, bundle, cid):
+def running(runtime, bundle, cid, ctx):
     """``running(config_edits=None, args=SLEEP, base=None)`` -> (id, init pid): a
-    started container."""
+    started container (its processes killed and reaped after the test)."""
 
     def make(config_edits=None, args=SLEEP, base=None):
         c = cid()
         r = runtime("run", "-d", "--bundle", bundle(args, config_edits, base=base), c)
         assert r.returncode == 0, r
+        ctx.cleanups.append(lambda: stop_and_reap(runtime, c, reap_zombie_children))
         return c, runtime.state(c)["pid"]
 
     return make
 
 
 @pytest.fixture
-def created(runtime, bundle, cid):
+def created(runtime, bundle, cid, ctx):
     """``created(config_edits=None, args=SLEEP)`` -> (id, init pid): a created container."""
 
     def make(config_edits=None, args=SLEEP, base=None):
         c = cid()
         r = runtime.create(c, bundle(args, config_edits, base=base))
         assert r.returncode == 0, r
+        ctx.cleanups.append(lambda: stop_and_reap(runtime, c, reap_zombie_children))
         return c, runtime.state(c)["pid"]
 
     return make
@@ -292,6 +295,18 @@ def test_exec_joins_every_namespace_of_the_init(runtime, created, running, publi
     assert os.readlink(f"/proc/{pid}/root") == os.readlink(f"/proc/{init}/root")
     st = proc_status(pid)
     assert st["Uid"].split()[0] == "100000"  # root of the container's user namespace
+
+
+def test_exec_joins_the_container_cgroup(runtime, running, tmp_path):
+    """The exec'd process is in the init's cgroup (v2), so limits and `kill --all`
+    reach it."""
+    def cgroup(pid):
+        return [ln for ln in open(f"/proc/{pid}/cgroup") if ln.startswith("0::")]
+
+    c, init = running()
+    pid = exec_detached(runtime, c, tmp_path, *SLEEP)
+    assert cgroup(pid) == cgroup(init)
+    assert cgroup(init) != cgroup("self"), "the container has no cgroup of its own"
 
 
 def test_exec_sees_the_container_root_and_hostname(runtime, running):

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Result, parse_mountinfo
+from conf_util import stop_and_reap
+from conftest import Result, parse_mountinfo, reap_zombie_children
 
 SLEEP = ["sleep", "1000"]
 SEMVER = re.compile(
@@ -61,15 +62,17 @@ class Created:
 
 
 @pytest.fixture
-def created(runtime, bundle, cid):
+def created(runtime, bundle, cid, ctx):
     """``created(config_edits=None, args=SLEEP, base=None, extra=())`` -> Created: a
-    container after a successful ``create`` (asserted)."""
+    container after a successful ``create`` (asserted); after the test its processes
+    are killed and reaped (see conf_util.stop_and_reap)."""
 
     def make(config_edits=None, args=SLEEP, base=None, extra=(), **kw) -> Created:
         c = cid()
         b = bundle(args, config_edits, base=base)
         r = runtime.create(c, b, *extra, **kw)
         assert r.returncode == 0, r
+        ctx.cleanups.append(lambda: stop_and_reap(runtime, c, reap_zombie_children))
         st = runtime.state(c)
         assert st["status"] == "created", st
         return Created(c, st["pid"], b, r)

@@ -24,8 +24,9 @@ from conf_util import (
     nspid,
     set_linux,
     set_process,
+    stop_and_reap,
 )
-from conftest import CGROUP2_ROOT, TIMEOUT, parse_mountinfo, under_runc
+from conftest import CGROUP2_ROOT, TIMEOUT, parse_mountinfo, reap_zombie_children, under_runc
 from tty_console import ConsoleSocket
 
 from .conftest import SLEEP, assert_not_created
@@ -302,6 +303,7 @@ def test_cgroups_path_same_value_same_place(runtime, created, cid):
     runtime.ok("exec", "--detach", "--pid-file", pidfile, first.id, "sleep", "999")
     assert cgroup_of(int(pidfile.read_text())) == path
     assert cgroup_of(first.pid) == path
+    stop_and_reap(runtime, first.id, reap_zombie_children)
     runtime.ok("delete", "--force", first.id)
     second = created(set_linux(cgroupsPath=path))
     assert cgroup_of(second.pid) == path

@@ -201,3 +201,22 @@ class Background:
     def __str__(self) -> str:
         return (f"$ {' '.join(map(str, self.argv))}\n-> exit {self.proc.returncode}\n"
                 f"stdout: {self.stdout!r}\nstderr: {self.stderr!r}")
+
+
+def stop_and_reap(runtime, cid: str, reap: Callable[[], None], timeout: float = 30.0) -> None:
+    """SIGKILL every process of the container and reap those that re-parented to us.
+
+    The test process is a child subreaper, as an engine's shim is: processes exec'd
+    into a container re-parent to it, and the container's dying init (pid 1 of its pid
+    namespace) waits until they are reaped, as a shim would reap them at once. Run
+    before the leak guard's `delete --force`, so that it does not wait for them."""
+    if runtime.status(cid) in (None, "stopped"):
+        reap()
+        return
+    runtime("kill", "--all", cid, "KILL")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reap()
+        if runtime.status(cid) in (None, "stopped"):
+            return
+        time.sleep(0.05)
