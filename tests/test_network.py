@@ -351,6 +351,21 @@ def test_container_interface_address_route_and_mtu(lab: Lab) -> None:
     assert "10.213.0.1/24" in lab.ns.run("ip", "addr", "show", "minirun0").stdout
 
 
+def test_the_bridge_keeps_its_mac_as_containers_come_and_go(lab: Lab) -> None:
+    """A bridge takes its ports' lowest MAC unless given one: the containers' ARP
+    entries for the gateway would go stale each time a container comes or goes."""
+    def mac(dev: str) -> str:
+        return lab.ns.run("ip", "-o", "link", "show", dev).stdout.split("link/ether ")[1][:17]
+
+    first = lab.up(ECHO_SERVER)
+    before = mac("minirun0")
+    others = [lab.up(ECHO_SERVER) for _ in range(4)]
+    for c in others[:2]:
+        lab.down(c["cid"])
+    assert mac("minirun0") == before
+    assert before not in {mac(c["host_veth"]) for c in [first, *others[2:]]}
+
+
 def test_the_namespace_reaches_the_container(lab: Lab) -> None:
     c = lab.up(ECHO_SERVER)
     lab.ns.run(BUSYBOX, "ping", "-c", "1", "-W", "3", c["address"])

@@ -3,9 +3,9 @@
     setup:    lock the leases; reclaim stale ones; the bridge (made if missing); a lease;
               unlock; the veth pair (eth0 configured inside); NAT and published ports;
               forwarding on.
-    teardown: lock the leases; the host veth; the container's chain; the lease; then,
-              for a bridge no lease uses any more, its masquerade (and the table once
-              empty) and the bridge itself if minirun made it.
+    teardown: lock the leases; the host veth; in one nft transaction the container's
+              chain and, for a bridge no lease will use any more, its masquerade (or
+              the whole table once empty); the lease; the bridge if minirun made it.
 
 Everything made for a container carries a name derived from (root, id), recorded in
 its lease too: teardown needs neither the container's namespace (gone after SIGKILL)
@@ -42,7 +42,10 @@ def setup(root: str, cid: str, pid: int, req: NetworkRequest) -> dict:
         with links.host() as ipr:
             with LeaseBook(root, create=True) as book:
                 # leftovers of this id are stale too: its directory was just claimed
-                stale_bridges = _reclaim(ipr, book, book.stale() + book.of_container(cid))
+                stale = book.stale() + book.of_container(cid)
+                if stale:
+                    _reclaim(ipr, book, root, stale, {lease["bridge"] for lease in stale},
+                             keep=req.bridge)
                 bridge = links.ensure_bridge(ipr, req.bridge, req.subnet, root,
                                              DEFAULT_SUBNET)
                 if req.address is not None:
@@ -50,7 +53,6 @@ def setup(root: str, cid: str, pid: int, req: NetworkRequest) -> dict:
                                   f"--ip (bridge {bridge.name})", bridge.gateway)
                 lease = book.take(cid, bridge.name, bridge.subnet, bridge.gateway,
                                   req.address, own)
-                _drop_unused_bridges(ipr, book, root, stale_bridges - {bridge.name})
             links.add_veth(ipr, own["host_veth"], cid, bridge, pid, lease["address"])
         _publish(root, cid, own, bridge, lease["address"], req)
         links.enable_forwarding()
@@ -101,7 +103,7 @@ def _undo(root: str, cid: str, req: NetworkRequest, err: BaseException) -> None:
 
 def teardown(root: str, cid: str, record: dict) -> None:
     root = os.path.abspath(root)
-    own = names(root, cid)
+    own = {"cid": cid, **names(root, cid)}
     with LeaseBook(root) as book:
         mine = book.of_container(cid)
         stale = [lease for lease in book.stale() if lease["cid"] != cid]
@@ -109,27 +111,28 @@ def teardown(root: str, cid: str, record: dict) -> None:
         if record.get("bridge"):
             bridges.add(record["bridge"])
         with links.host() as ipr:
-            links.delete_veth(ipr, own["host_veth"], cid)
-            firewall.remove_container(own["chain"])
-            _reclaim(ipr, book, mine + stale)
-            _drop_unused_bridges(ipr, book, root, bridges)
+            # own names too: a setup may have died before its lease was written
+            _reclaim(ipr, book, root, [own, *mine, *stale], bridges)
 
 
-def _reclaim(ipr, book: LeaseBook, leases: list[dict]) -> set[str]:
-    """Remove all that the leases name, then the leases; returns their bridges."""
+def _reclaim(ipr, book: LeaseBook, root: str, leases: list[dict], bridges: set[str],
+             keep: str | None = None) -> None:
+    """Remove all that the leases name, release them; then, for each of `bridges` but
+    `keep` that no lease uses any more, its masquerade (the table once empty) and the
+    bridge itself if this root made it. Rules go before leases: a lease must outlive
+    what it names, or a crash in between would orphan a chain and its ports."""
     for lease in leases:
         if lease.get("host_veth"):
             links.delete_veth(ipr, lease["host_veth"], lease["cid"])
-        if lease.get("chain"):
-            firewall.remove_container(lease["chain"])
-        book.release(lease)
-    return {lease["bridge"] for lease in leases}
-
-
-def _drop_unused_bridges(ipr, book: LeaseBook, root: str, bridges: set[str]) -> None:
-    """For each bridge no lease uses any more: its masquerade (and the table once
-    empty), and the bridge itself if this root made it."""
-    for name in sorted(bridges):
-        if not book.of_bridge(name):
-            links.delete_bridge(ipr, name, root)
-            firewall.remove_bridge(name)
+    going = {(lease.get("bridge"), lease.get("address")) for lease in leases}
+    remaining = {lease["bridge"] for lease in book.all()
+                 if (lease["bridge"], lease["address"]) not in going}
+    unused = sorted(b for b in bridges if b != keep and b not in remaining)
+    chains = sorted({lease["chain"] for lease in leases if lease.get("chain")})
+    if chains or unused:
+        firewall.remove(chains, unused)
+    for lease in leases:
+        if lease.get("address"):
+            book.release(lease)
+    for name in unused:
+        links.delete_bridge(ipr, name, root)

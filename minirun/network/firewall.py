@@ -113,29 +113,27 @@ def taken_ports(publish: list[tuple[int, int, str]]) -> dict[tuple[str, int], st
     return {(p, h): table.ports[(p, h)] for h, _, p in publish if (p, h) in table.ports}
 
 
-def remove_container(chain: str) -> None:
-    """The container's chain and every map element that jumps to it; nothing if gone."""
+def remove(chains: list[str], bridges: list[str]) -> None:
+    """Containers' chains (with the map elements that jump to them) and bridges'
+    masquerade, in one listing and one transaction; the whole table instead once
+    nothing else is in it. What is already gone is skipped: removal is idempotent."""
     table = read_table()
-    keys = [key for key, target in table.ports.items() if target == chain]
-    lines = [f"delete element {_T} ports {{ {p} . {h} }}" for p, h in keys]
-    if chain in table.chains:
-        lines.append(f"delete chain {_T} {chain}")
-    if lines:
-        _nft(["-f", "-"], "\n".join(lines) + "\n", f"remove chain {chain}")
-
-
-def remove_bridge(bridge: str) -> None:
-    """The bridge's masquerade; then the whole table if nothing else is in it."""
-    table = read_table()
-    bchain = bridge_chain(bridge)
+    if not table.exists:
+        return
     lines = []
-    if bchain in table.chains:
-        lines.append(f"delete chain {_T} {bchain}")
-        table.chains.discard(bchain)
-    if table.exists and table.unused():
+    for chain in chains:
+        lines += [f"delete element {_T} ports {{ {p} . {h} }}"
+                  for (p, h), target in list(table.ports.items()) if target == chain]
+        table.ports = {k: t for k, t in table.ports.items() if t != chain}
+    for chain in [*chains, *map(bridge_chain, bridges)]:
+        if chain in table.chains:
+            lines.append(f"delete chain {_T} {chain}")
+            table.chains.discard(chain)
+    if table.unused():
         lines = [f"delete table {_T}"]
     if lines:
-        _nft(["-f", "-"], "\n".join(lines) + "\n", f"remove the masquerade of bridge {bridge}")
+        _nft(["-f", "-"], "\n".join(lines) + "\n",
+             f"remove the rules of {', '.join([*chains, *map(bridge_chain, bridges)])}")
 
 
 def _nft(args: list[str], script: str | None, what: str, missing_ok: bool = False) -> str:

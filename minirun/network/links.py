@@ -105,7 +105,10 @@ def _create_bridge(ipr: IPRoute, name: str, subnet: str, root: str) -> Bridge:
     net = ipaddress.IPv4Network(subnet)
     gateway = str(net.network_address + 1)
     with netlink(f"create bridge {name}"):
-        ipr.link("add", ifname=name, kind="bridge")
+        # A MAC of its own: otherwise the bridge takes its ports' lowest, which changes
+        # as containers come and go, and the containers' ARP entries for the gateway
+        # go stale (their packets then reach the bridge as "other host" and are dropped).
+        ipr.link("add", ifname=name, kind="bridge", address=_random_mac())
     try:
         index = ipr.link_lookup(ifname=name)[0]
         # the mark first: a bridge with it is removed by teardown, whatever fails next
@@ -121,6 +124,12 @@ def _create_bridge(ipr: IPRoute, name: str, subnet: str, root: str) -> Bridge:
             ipr.link("del", ifname=name)
         raise
     return Bridge(name, index, gateway, net.prefixlen, mtu, created=True)
+
+
+def _random_mac() -> str:
+    octets = bytearray(os.urandom(6))
+    octets[0] = (octets[0] & 0xFC) | 0x02  # unicast, locally administered
+    return ":".join(f"{b:02x}" for b in octets)
 
 
 def _refuse_overlap(ipr: IPRoute, subnet: str) -> None:
