@@ -512,8 +512,9 @@ def test_delete_of_running_container_has_no_effect_and_errors(runtime, created):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "minirun follows runc and crun: delete without --force removes a created container. "
-    "The spec says it must fail; the lead decides after the engine scenarios (issue 3)"))
+    "deliberate deviation (README, Conformance): like runc and crun, delete without "
+    "--force removes a created container, because containerd's runc shim deletes a "
+    "never-started task with a plain delete"))
 def test_delete_of_created_container_has_no_effect_and_errors(runtime, created):
     """Delete: "Attempting to delete a container that is not stopped MUST have no effect
     on the container and MUST generate an error." (created: neither runc nor crun honour
