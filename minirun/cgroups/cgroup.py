@@ -80,14 +80,19 @@ class Cgroup:
         cgroup.subtree_control so that the cgroup has their files. Undoes its own
         mkdirs if it fails."""
         needed = set(needed_controllers)
-        for attempt in range(3):
+        for attempt in range(5):
             created: list[str] = []
             try:
                 self._create_path(needed, created)
                 return
-            except FileNotFoundError:  # a parent was removed under us (destroy racing)
+            except OSError as e:
+                # A parent removed under us (another container's destroy() takes the
+                # shared parent when it looks empty): ENOENT, or ENODEV from the files
+                # of a cgroup being removed. Make the path again.
                 self._undo(created)
-                if attempt == 2:
+                if e.errno not in (errno.ENOENT, errno.ENODEV):
+                    raise CgroupError(f"cgroups: create {self.dir}: {_reason(e)}") from None
+                if attempt == 4:
                     raise CgroupError(f"cgroups: create {self.dir}: its parent keeps "
                                       "disappearing") from None
             except BaseException:
@@ -104,9 +109,9 @@ class Cgroup:
                 created.append(child)
             except FileExistsError:
                 pass
-            except FileNotFoundError:
-                raise
             except OSError as e:
+                if e.errno in (errno.ENOENT, errno.ENODEV):
+                    raise  # the parent went away: create() starts over
                 raise CgroupError(f"cgroups: mkdir {child}: {_reason(e)}") from None
             parent = child
 
@@ -136,6 +141,8 @@ class Cgroup:
             try:
                 write_file(control, f"+{name}")
             except OSError as e:
+                if e.errno in (errno.ENOENT, errno.ENODEV):
+                    raise  # the cgroup is being removed: create() starts over
                 raise CgroupError(_enable_error(directory, name, e)) from None
 
     # ----------------------------------------------------------------- limits
