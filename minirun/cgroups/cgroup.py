@@ -141,8 +141,9 @@ class Cgroup:
             try:
                 write_file(control, f"+{name}")
             except OSError as e:
-                if e.errno in (errno.ENOENT, errno.ENODEV):
+                if e.errno == errno.ENODEV:
                     raise  # the cgroup is being removed: create() starts over
+                # (ENOENT here is the kernel's word for a controller it cannot enable)
                 raise CgroupError(_enable_error(directory, name, e)) from None
 
     # ----------------------------------------------------------------- limits

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import os
 import struct
+from collections import namedtuple
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from minirun.errors import ConfigError, MinirunError, SyscallError, errno_name
 
@@ -42,17 +42,13 @@ ALL_ACCESS = "rwm"
 LICENSE = b"Apache"
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(namedtuple("Rule", "allow type major minor access origin",
+                      defaults=("a", WILDCARD, WILDCARD, ALL_ACCESS, ""))):
     """One device rule: allow or deny `access` (subset of "rwm") to type "a", "b" or "c",
-    major:minor (-1 is the wildcard *)."""
+    major:minor (-1 is the wildcard *); origin says where it came from, for errors.
+    A plain tuple: dataclasses would cost ~5 ms of imports on every create."""
 
-    allow: bool
-    type: str = "a"
-    major: int = WILDCARD
-    minor: int = WILDCARD
-    access: str = ALL_ACCESS
-    origin: str = ""  # where it came from, for error messages
+    __slots__ = ()
 
     def __str__(self) -> str:
         num = "*" if self.major == WILDCARD else str(self.major)
@@ -140,13 +136,23 @@ def with_defaults(rules: list[Rule], spec_device_paths: Iterable[str] = ()) -> l
 Key = tuple[str, int, int]  # (type, major, minor)
 
 
-@dataclass
 class Policy:
     """What the ordered rules amount to: a default action and the devices that get the
     other one, with the accesses concerned."""
 
-    default_allow: bool = False
-    exceptions: dict[Key, str] = field(default_factory=dict)
+    __slots__ = ("default_allow", "exceptions")
+
+    def __init__(self, default_allow: bool = False,
+                 exceptions: dict[Key, str] | None = None) -> None:
+        self.default_allow = default_allow
+        self.exceptions: dict[Key, str] = exceptions if exceptions is not None else {}
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Policy) and self.default_allow == other.default_allow
+                and self.exceptions == other.exceptions)
+
+    def __repr__(self) -> str:
+        return f"Policy(default_allow={self.default_allow}, exceptions={self.exceptions})"
 
 
 def reduce_rules(rules: Iterable[Rule]) -> Policy:
