@@ -5,7 +5,6 @@ a bridge, an address, a default route, outbound NAT and published ports.
     setup(root, cid, pid, req) -> record      once the init waits in its namespace
     teardown(root, cid, record)               in `delete`; idempotent
     address_of(record) -> str | None          for `state` and `list`
-    preload()                                 optional: import pyroute2 in the background
 
 Importing this package costs next to nothing: pyroute2 (~80 ms) and the rest are
 imported by setup and teardown only, so containers without networking never pay.
@@ -23,7 +22,7 @@ from minirun.network.request import (
 )
 
 __all__ = ["ANNOTATION", "DEFAULT_BRIDGE", "DEFAULT_SUBNET", "NetworkRequest",
-           "address_of", "host_veth_name", "preload", "request_from", "setup", "teardown"]
+           "address_of", "host_veth_name", "request_from", "setup", "teardown"]
 
 
 def setup(root: str, cid: str, pid: int, req: NetworkRequest) -> dict:
@@ -41,25 +40,6 @@ def teardown(root: str, cid: str, record: dict) -> None:
     from minirun.network import bridge
 
     bridge.teardown(root, cid, record or {})
-
-
-def preload() -> None:
-    """Start importing pyroute2 (~80 ms) in a background thread, so that the import
-    overlaps the container's set-up instead of adding to it; setup() then waits for
-    it to finish, if need be, through Python's import lock. Call it only after the
-    calling process's last os.fork(): a child forked while the thread holds an import
-    lock cannot import that module."""
-    import threading
-
-    threading.Thread(target=_import_links, name="minirun-network-preload",
-                     daemon=True).start()
-
-
-def _import_links() -> None:
-    try:
-        import minirun.network.links  # noqa: F401
-    except Exception:  # noqa: BLE001, S110 - setup imports it again and reports why
-        pass
 
 
 def address_of(record: dict | None) -> str | None:

@@ -18,7 +18,8 @@ also the issue's own figure: wall time of `minirun run` of /bin/true with
 `--network bridge` against `--network none`, interleaved, and of --concurrent
 `run --network bridge` at once.
 
-Usage: netbench.py [--runs N] [--concurrent N] [--minirun PATH] [--venv DIR] [--json]
+Usage: netbench.py [--runs N] [--concurrent N] [--minirun PATH] [--venv DIR]
+                   [--keep-bridge] [--json]
 """
 
 from __future__ import annotations
@@ -179,6 +180,9 @@ def main() -> int:
     ap.add_argument("--minirun", default=shutil.which("minirun") or str(VENV / "bin" / "minirun"))
     ap.add_argument("--venv", type=Path, default=VENV,
                     help="the venv whose python (with pyroute2) runs the set-ups")
+    ap.add_argument("--keep-bridge", action="store_true",
+                    help="one more container lives throughout: no round creates or "
+                    "deletes the bridge")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -202,6 +206,9 @@ def main() -> int:
 
 
 def run(b: Bench, args: argparse.Namespace) -> dict:
+    if args.keep_bridge:  # another container keeps the bridge (and table) in place
+        keeper = b.create()
+        b.child("setup", *keeper)
     cold_setup, cold_teardown, warm = [], [], []
     for _ in range(args.runs):
         cid, pid = b.create()
@@ -221,6 +228,9 @@ def run(b: Bench, args: argparse.Namespace) -> dict:
     concurrent_teardown = (time.perf_counter() - t) * 1000
     for cid, _ in made:
         b.delete(cid)
+    if args.keep_bridge:
+        b.child("teardown", *keeper)
+        b.delete(keeper[0])
     links = [line.split(": ")[1] for line in b.inns("ip", "-o", "link").stdout.splitlines()]
     left = b.inns("nft", "list", "ruleset").stdout + " ".join(n for n in links if n != "lo")
     return {
