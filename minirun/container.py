@@ -505,6 +505,8 @@ def members(st: dict) -> list[int]:
     init_pid = st["pid"]
     cg = container_cgroup.of(st)
     if cg is not None and cg.exists():
+        # Paused and stopped containers included: leftovers of a container without a
+        # pid namespace outlive its init.
         pids = set(cg.pids())
         if status(st) != "stopped":
             pids.add(init_pid)
@@ -560,7 +562,7 @@ def processes(store: Store, cid: str) -> list[int]:
         st = cdir.read()
     finally:
         cdir.close()
-    if status(st) not in ("created", "running"):
+    if status(st) == "stopped" and container_cgroup.of(st) is None:
         return []
     return members(st)
 

@@ -142,11 +142,15 @@ def events(store, cid: str, interval: float, once: bool, emit) -> None:
         emit({"type": "stats", "id": cid, "data": cg.stats()})
         return
     ooms = cg.oom_count()
-    while cg.exists() and status(st) != "stopped":
+    while cg.exists():
+        stopped = status(st) == "stopped"
+        # Read after deciding it stopped: an OOM kill of the init itself still counts.
         now = cg.oom_count()
         if now > ooms:
             emit({"type": "oom", "id": cid})
             ooms = now
+        if stopped:
+            break
         emit({"type": "stats", "id": cid, "data": cg.stats()})
         time.sleep(interval)
 

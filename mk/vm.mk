@@ -18,7 +18,7 @@
 
 VM_PYTHON   ?= /usr/bin/python3
 VM_CACHE    ?= /var/cache/minirun-vm
-VM_TESTS    ?= tests/test_cgroups_v2.py tests/vm/test_vm_smoke.py
+VM_TESTS    ?= tests/test_cgroups_v2.py tests/test_cgroups_cli_v2.py tests/vm/test_vm_smoke.py
 VM_PYTEST_ARGS ?=
 VM_TIMEOUT  ?= 2400
 VM_CPUS     ?= 2

@@ -270,8 +270,6 @@ def test_kill_all_of_a_paused_container(runtime, bundle, cid):
     runtime.wait_status(c, "stopped")
 
 
-@pytest.mark.xfail(strict=True, reason="minirun bug: `ps` of a paused container lists nothing "
-                   "(container.processes() only looks at created/running); runc lists them")
 def test_ps_lists_the_processes_of_a_paused_container(runtime, bundle, cid):
     c, init = started(runtime, bundle, cid, FAMILY)
     pids = _family(runtime, c, init)

@@ -112,10 +112,6 @@ def test_events_report_the_oom(runtime, bundle, cid, tmp_path):
             events.wait()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "minirun bug: when the OOM killer kills the init itself, `events` sees the container "
-    "stopped and ends without reading memory.events again, so the oom is not reported "
-    "(not strict: the kill can land between the loop's two reads)"))
 def test_events_report_the_oom_that_kills_the_init(runtime, bundle, cid, tmp_path):
     c = cid()
     r = runtime.create(c, bundle(DD_200M.split(), resources(memory={"limit": 32 * MiB})))

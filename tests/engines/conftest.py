@@ -82,12 +82,6 @@ SUPERVISOR = HERE / "supervisor.py"
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 
-# Pause/resume need the cgroup freezer; minirun gets cgroups in issue 4. Only the
-# test's own failures (assertions) are expected: a leak found at teardown still
-# fails the test.
-needs_freezer = pytest.mark.xfail(IS_MINIRUN, reason="needs the cgroup freezer (issue 4)",
-                                  raises=AssertionError, strict=False)
-
 
 def missing(*tools: str) -> list[str]:
     return [t for t in tools if shutil.which(t) is None]

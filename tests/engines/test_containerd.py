@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import children_table, needs_freezer, pid_alive, skip_unless_usable, wait_for
+from .conftest import children_table, pid_alive, skip_unless_usable, wait_for
 
 skip_unless_usable("containerd", "ctr", "containerd-shim-runc-v2", "script")
 
@@ -138,7 +138,6 @@ def _count(pid: int) -> int:
     return wait_for(read, "the counter file", 10)
 
 
-@needs_freezer
 def test_pause_resume(ctr):
     c, pid = start(ctr, COUNTER)
     _count(pid)

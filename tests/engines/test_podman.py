@@ -12,7 +12,7 @@ import re
 import time
 from pathlib import Path
 
-from .conftest import needs_freezer, pid_alive, skip_unless_usable, wait_for
+from .conftest import pid_alive, skip_unless_usable, wait_for
 
 skip_unless_usable("podman", "conmon", "nsenter", "script")
 
@@ -118,7 +118,6 @@ def _count(pid: int) -> int:
     return wait_for(read, "the counter file", 10)
 
 
-@needs_freezer
 def test_pause_unpause(podman):
     n, pid = start(podman, COUNTER)
     _count(pid)
