@@ -66,6 +66,15 @@ def oci_state(st: dict) -> dict:
 def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
     """Set the container up and leave its init waiting for `start`; returns its pid."""
     config.check_id(cid)
+    warmer = container_cgroup.warm_up_migration()
+    try:
+        return _create(store, cid, bundle, opts)
+    finally:
+        if warmer is not None:
+            os.waitpid(warmer, 0)
+
+
+def _create(store: Store, cid: str, bundle: str, opts: dict) -> int:
     bundle = os.path.abspath(bundle)
     cfg = config.load(bundle)
     rootfs = _rootfs_path(cfg, bundle)
