@@ -7,8 +7,12 @@
                                               then waits on exec.sock for `start`
 
 Both report to the runtime over one SOCK_SEQPACKET socket (JSON messages): each set-up
-step, "userns" (please write my id maps), "pid" (the init's pid), "ready", or "error".
-Nothing here returns: each process ends in execve or os._exit.
+step, "userns"/"timens" (please write my id maps / time offsets), "hooks" (run
+prestart and createRuntime), "seccomp-notify" (an fd for the agent), "pid" (the init's
+pid), "ready", or "error". The set-up process gets the runtime's "done" on a pipe of
+its own, and the init starts only once the runtime knows its pid (fork_gated), so no
+message is read by the wrong process. Nothing here returns: each process ends in
+execve or os._exit. `exec` uses the same machinery (exec_setup_process, at the end).
 """
 
 import json
@@ -50,7 +54,7 @@ class Channel:
         msg = {"type": "error", "msg": str(exc) or type(exc).__name__,
                "kind": type(exc).__name__}
         if debug:
-            import traceback  # already loaded by _preload: no Python library after pivot
+            import traceback  # loaded before pivot_root (setup_process): none after it
 
             msg["trace"] = "".join(traceback.format_exception(exc))
         try:
