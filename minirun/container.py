@@ -292,8 +292,11 @@ def start(store: Store, cid: str) -> None:
         try:
             _release_init(cdir, st)
         except MinirunError:
-            # startContainer hooks or exec failed: the init is gone; go on with poststop.
+            # startContainer hooks or exec failed: the init is gone; go on with poststop
+            # (once: `delete` will not run them again).
             _poststop(cdir.load_config(), st)
+            st["poststop_done"] = True
+            cdir.write(st)
             raise
         st["status"] = "running"
         cdir.write(st)
@@ -599,7 +602,7 @@ def delete(store: Store, cid: str, force: bool) -> None:
         cdir.remove()
     finally:
         cdir.close()
-    if cfg:
+    if cfg and not st.get("poststop_done"):
         _poststop(cfg, st)
 
 

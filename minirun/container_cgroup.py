@@ -27,7 +27,8 @@ class Prepared:
         self.own_fd = own_fd  # ours, to step back out after rooting a cgroup namespace
 
     def record(self) -> dict:
-        return {"mount": self.cg.mount, "path": self.cg.path}
+        return {"mount": self.cg.mount, "path": self.cg.path,
+                "made_parents": self.cg.made_parents}
 
     def close_fds(self) -> None:
         for fd in (self.procs_fd, self.own_fd):
@@ -98,9 +99,11 @@ def of(st: dict):
     from minirun import cgroups
 
     try:
-        return cgroups.Cgroup(rec["mount"], rec["path"])
+        cg = cgroups.Cgroup(rec["mount"], rec["path"])
     except MinirunError:
         return None
+    cg.made_parents = rec.get("made_parents") or []
+    return cg
 
 
 # ---------------------------------------------------------------- commands

@@ -63,6 +63,7 @@ class Cgroup:
             raise CgroupError(f"cgroups: {mount} is not a cgroup2 mount: refusing to touch it")
         self.path = "/" + "/".join(parts)
         self.dir = self.mount + self.path
+        self.made_parents: list[str] = []
 
     def __repr__(self) -> str:
         return f"Cgroup({self.dir!r})"
@@ -84,6 +85,9 @@ class Cgroup:
             created: list[str] = []
             try:
                 self._create_path(needed, created)
+                # The ancestors this create made (not the leaf): delete removes them
+                # again when they are empty, so nothing `create` made outlives it.
+                self.made_parents = [d for d in created if d != self.dir]
                 return
             except OSError as e:
                 # A parent removed under us (another container's destroy() takes the
@@ -371,18 +375,21 @@ class Cgroup:
 
     def destroy(self, timeout: float = DESTROY_TIMEOUT) -> None:
         """Remove the cgroup (sub-cgroups first), waiting up to timeout for exiting
-        processes to leave; then the default parent (mount/minirun) if it is empty."""
+        processes to leave; then, if empty, the ancestors create() made and the default
+        parent (mount/minirun)."""
         if not self.exists():
             return
         deadline = time.monotonic() + timeout
         for dirpath, _, _ in list(os.walk(self.dir, topdown=False)):
             self._rmdir(dirpath, deadline)
-        parent = os.path.dirname(self.dir)
-        if parent == os.path.join(self.mount, DEFAULT_PARENT):
-            try:
-                os.rmdir(parent)
-            except OSError:
-                pass  # other containers still there, or already gone
+        parents = sorted(set(self.made_parents) | {os.path.join(self.mount, DEFAULT_PARENT)},
+                         key=len, reverse=True)
+        for parent in parents:
+            if parent.startswith(self.mount + "/") and self.dir.startswith(parent + "/"):
+                try:
+                    os.rmdir(parent)
+                except OSError:
+                    pass  # other containers still there, or already gone
 
     def _rmdir(self, path: str, deadline: float) -> None:
         delay = 0.005
