@@ -209,12 +209,16 @@ def test_memory_stats_and_unified_keys(cg, procs):
     assert Path(cg.dir, "memory.high").read_text().strip() == str(64 << 20)
     with pytest.raises(MinirunError, match=r"unified\.memory\.bogus: no such file"):
         cg.apply({"unified": {"memory.bogus": "1"}}, devices=False)
-    p = start(procs, [sys.executable, "-c", "import sys; sys.stdin.readline()"])
+    # Pages are charged where they are first touched: allocate after joining, then look.
+    p = start(procs, [sys.executable, "-c", "import sys; sys.stdin.readline()\n"
+                      "x = bytearray(8 << 20); print('ok', flush=True); sys.stdin.readline()"])
     cg.add_pid(p.pid)
+    assert go(p) == "ok"
     data = cg.stats()
-    assert data["memory"]["usage"]["usage"] > 0
+    assert data["memory"]["usage"]["usage"] >= 8 << 20, data["memory"]
     assert data["pids"]["current"] == 1
-    go(p)
+    p.stdin.write("end\n")
+    p.stdin.flush()
 
 
 @pytest.mark.skipif("io" not in CONTROLLERS, reason="no io controller")
