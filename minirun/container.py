@@ -32,10 +32,8 @@ def status(st: dict) -> str:
         return "stopped" if st.get("status") != "creating" else "creating"
     if process_start_time(pid) != st.get("pid_start"):
         return "stopped"
-    if st["status"] in ("created", "running"):
-        cg = container_cgroup.of(st)
-        if cg is not None and cg.exists() and cg.freeze_requested():
-            return "paused"
+    if st["status"] in ("created", "running") and container_cgroup.freeze_requested(st):
+        return "paused"
     return st["status"]
 
 
@@ -92,9 +90,7 @@ def _create(store: Store, cid: str, bundle: str, opts: dict) -> int:
     cgroup = None
     try:
         st = {"id": cid, "status": "creating", "pid": 0, "bundle": bundle, "rootfs": rootfs,
-              "created": now(), "owner": "", "annotations": cfg.get("annotations") or {},
-              "namespaces": [ns["type"] for ns in cfg["linux"].get("namespaces") or []
-                             if not ns.get("path")]}
+              "created": now(), "owner": "", "annotations": cfg.get("annotations") or {}}
         cdir.write(st)
         cdir.save_config(cfg)
         cgroup = container_cgroup.prepare(cid, cfg["linux"])
@@ -477,8 +473,6 @@ def kill(store: Store, cid: str, sig: int, all_processes: bool) -> None:
             raise MinirunError(f"cannot kill container {cid!r}: it is stopped")
         try:
             syscalls.pidfd_send_signal(pidfd, sig)
-            if all_processes:
-                _signal_all(st, sig)
         except SyscallError as e:
             if e.errno != errno.ESRCH:
                 raise
@@ -501,56 +495,14 @@ def _pidfd_of(st: dict) -> int | None:
     return pidfd
 
 
-def _signal_all(st: dict, sig: int) -> None:
-    """Signal every process of the container but its init (signalled by pidfd)."""
-    for pid in members(st):
-        if pid != st["pid"]:
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                continue
-
-
 def members(st: dict) -> list[int]:
-    """The container's processes, until cgroups take over: everything in its pid
-    namespace when it has its own, else the init and its descendants."""
-    init_pid = st["pid"]
+    """The container's processes: its cgroup's (every container has one), paused and
+    stopped containers included (leftovers outlive an init without a pid namespace)."""
     cg = container_cgroup.of(st)
-    if cg is not None and cg.exists():
-        # Paused and stopped containers included: leftovers of a container without a
-        # pid namespace outlive its init.
-        pids = set(cg.pids())
-        if status(st) != "stopped":
-            pids.add(init_pid)
-        return sorted(pids)
-    if "pid" in st.get("namespaces", []):
-        try:
-            target = os.readlink(f"/proc/{init_pid}/ns/pid")
-        except OSError:
-            return []
-        out = []
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                try:
-                    if os.readlink(f"/proc/{name}/ns/pid") == target:
-                        out.append(int(name))
-                except OSError:
-                    continue
-        return sorted(out)
-    parents = {pid: info["ppid"] for pid in _all_pids() if (info := process_info(pid))}
-    family = {init_pid}
-    changed = True
-    while changed:
-        changed = False
-        for pid, ppid in parents.items():
-            if ppid in family and pid not in family:
-                family.add(pid)
-                changed = True
-    return sorted(p for p in family if p in parents)
-
-
-def _all_pids() -> list[int]:
-    return [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    pids = set(cg.pids()) if cg is not None and cg.exists() else set()
+    if status(st) != "stopped":
+        pids.add(st["pid"])
+    return sorted(pids)
 
 
 def process_info(pid: int) -> dict | None:
@@ -574,8 +526,6 @@ def processes(store: Store, cid: str) -> list[int]:
         st = cdir.read()
     finally:
         cdir.close()
-    if status(st) == "stopped" and container_cgroup.of(st) is None:
-        return []
     return members(st)
 
 
@@ -639,8 +589,6 @@ def _kill_and_wait(st: dict) -> None:
         cg = container_cgroup.of(st)
         if cg is not None and cg.exists():
             cg.kill_all(signal.SIGKILL)  # a frozen cgroup's processes die too
-        else:
-            _signal_all(st, signal.SIGKILL)
         syscalls.pidfd_send_signal(pidfd, signal.SIGKILL)
         wait_gone(st["pid"], pidfd, STOP_TIMEOUT)
     finally:

@@ -36,10 +36,23 @@ class Prepared:
                 os.close(fd)
 
 
+def v2_mount() -> str:
+    """The host's cgroup2 mount, read from mountinfo once per process."""
+    global _MOUNT
+    if _MOUNT is None:
+        from minirun.cgroups.host import find_v2_mount
+
+        _MOUNT = find_v2_mount()
+    return _MOUNT
+
+
+_MOUNT: str | None = None
+
+
 def prepare(cid: str, linux: dict) -> Prepared:
     from minirun import cgroups
 
-    mount = cgroups.find_v2_mount()
+    mount = v2_mount()
     res = linux.get("resources") or {}
     cgroups.validate_resources(res, mount)
     cg = cgroups.Cgroup(mount, cgroups.resolve_path(linux.get("cgroupsPath"), cid))
@@ -70,9 +83,7 @@ def warm_up_migration() -> int | None:
     not. The init joins its cgroup last (see the module's docstring): a migration
     started at the beginning of `create` takes that wait off the critical path."""
     try:
-        from minirun.cgroups.host import find_v2_mount
-
-        path = _own_procs(find_v2_mount())
+        path = _own_procs(v2_mount())
     except (MinirunError, OSError):
         return None
     pid = os.fork()
@@ -89,6 +100,18 @@ def _own_procs(mount: str) -> str:
     from minirun.cgroups.host import own_cgroup
 
     return os.path.join(mount + own_cgroup().rstrip("/"), "cgroup.procs")
+
+
+def freeze_requested(st: dict) -> bool:
+    """cgroup.freeze of the container's cgroup says 1 (what `pause` wrote)."""
+    rec = st.get("cgroup")
+    if not rec:
+        return False
+    try:
+        with open(f"{rec['mount']}{rec['path']}/cgroup.freeze") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
 
 
 def of(st: dict):

@@ -187,7 +187,7 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
                 syscalls.link_up("lo")
         in_userns = "user" in plan.new or "user" in plan.join
         root = rootfs.Rootfs(launch.rootfs, tracer, in_userns, plan.has_new("cgroup"),
-                             launch.cgroup.cg.dir if launch.cgroup else None)
+                             launch.cgroup.cg.dir)
         root.prepare(cfg, launch.bundle)
         root.make_cwd(proc.get("cwd") or "/")
         state = _create_hooks(launch, chan, tracer)

@@ -40,7 +40,7 @@ class Rootfs:
     """The rootfs of one container, addressed through an O_PATH fd on its directory."""
 
     def __init__(self, path: str, tracer: Tracer, in_userns: bool,
-                 new_cgroupns: bool, cgroup_dir: str | None) -> None:
+                 new_cgroupns: bool, cgroup_dir: str) -> None:
         self.path = path
         self.tracer = tracer
         self.in_userns = in_userns
@@ -163,8 +163,7 @@ class Rootfs:
             # As runc: without a cgroup namespace, show the container its own cgroup by
             # binding it from the host's cgroup2 mount (a fresh cgroup2 mount would show
             # the host's whole tree, and costs ~10 ms).
-            source = self.cgroup_dir or own_cgroup_dir()
-            sc.mount(source, target, None, sc.MS_BIND | sc.MS_REC, shown=dest)
+            sc.mount(self.cgroup_dir, target, None, sc.MS_BIND | sc.MS_REC, shown=dest)
             with self._reopen(dest) as top:
                 remount_bind(fdpath(top.fd), opts.flags, dest)
             return
@@ -305,22 +304,6 @@ def _pivot_root(path: str) -> None:
     finally:
         os.close(old_root)
         os.close(new_root)
-
-
-def own_cgroup_dir() -> str:
-    """This process's directory in the host's cgroup2 hierarchy."""
-    with open("/proc/self/cgroup") as f:
-        rel = next((line[3:].strip() for line in f if line.startswith("0::")), None)
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if right.startswith("cgroup2 "):
-                fields = left.split()
-                root, point = fields[3], fields[4].replace("\\040", " ")
-                if rel is not None and (rel + "/").startswith(root.rstrip("/") + "/"):
-                    return point + rel[len(root.rstrip("/")):]
-    raise MinirunError("mounts: type cgroup: this host has no cgroup2 hierarchy to show "
-                       "the container (minirun supports cgroup v2 only)")
 
 
 def remount_bind(target: str, flags: int, shown: str) -> None:
