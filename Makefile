@@ -6,6 +6,7 @@
 #   make install  venv + fast launcher in .venv/bin/minirun + /usr/local/bin/minirun
 #   make bench    install, then compare `minirun run` with `runc run` (BENCH_ARGS="--runs 50"),
 #                 the cost of --network bridge, and (in the VM) the smallest memory.max
+#   make soak     1,000 lifecycles in a row: nothing left, the runtime's RSS and fds flat
 #   make lint     ruff
 #   make clean    remove .venv, build artefacts and demo/
 #
@@ -42,7 +43,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: deps venv install demo test bench lint clean
+.PHONY: deps venv install demo test bench soak lint clean
 
 ## deps: the Debian packages needed to build, run and test (apt-get only if one is missing)
 deps:
@@ -109,6 +110,11 @@ bench: install
 	$(VPY) tests/tools/bench.py --minirun $(CURDIR)/$(VENV)/bin/minirun $(BENCH_ARGS)
 	$(VPY) tests/tools/netbench.py --minirun $(CURDIR)/$(VENV)/bin/minirun --runs 20
 	$(MAKE) bench-vm
+
+## soak: 1,000 lifecycles (SOAK_RUNS=N), the runtime's peak RSS and fd count must stay flat
+SOAK_RUNS ?= 1000
+soak: install
+	$(VPY) tests/tools/soak.py --minirun $(CURDIR)/$(VENV)/bin/minirun --runs $(SOAK_RUNS)
 
 lint: venv
 	$(VENV)/bin/ruff check minirun tests
