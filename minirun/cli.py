@@ -35,7 +35,8 @@ COMMANDS: dict[str, tuple[dict, str, str]] = {
     "create": (CREATE_FLAGS, "ID", "set a container up; its process waits for `start`"),
     "start": ({}, "ID", "run the process of a created container"),
     "run": ({**CREATE_FLAGS, "--detach": ("detach", False), "-d": ("detach", False)},
-            "ID", "create and start; wait for the process and return its exit status"),
+            "ID|BUNDLE/", "create and start; wait for the process and return its exit status "
+            "(a path holding a `/`, or no id inside a bundle: that bundle, under a new id)"),
     "state": ({}, "ID", "print the OCI state of a container as JSON"),
     "kill": ({"--all": ("all", False), "-a": ("all", False)}, "ID [SIGNAL]",
              "send a signal (default SIGTERM) to the container's init"),
@@ -224,6 +225,8 @@ def dispatch(command: str, opts: dict, args: list[str]) -> int:
             raise UsageError("exec takes a container id, then the command")
         _check_create_flags(opts)
         return exec_(store, args[0], opts, args[1:])
+    if command == "run" and _names_a_bundle(args, opts):
+        args = [_bundle_run_id(opts)]
     cid = _one_id(command, args)
     if command == "ps":
         return _ps(store, cid, opts)
@@ -245,6 +248,34 @@ def dispatch(command: str, opts: dict, args: list[str]) -> int:
     elif command == "delete":
         container.delete(store, cid, bool(opts.get("force")))
     return 0
+
+
+def _names_a_bundle(args: list[str], opts: dict) -> bool:
+    """`run BUNDLE/` (ids cannot hold a `/`) or a bare `run` in a bundle directory: the
+    learner's form. Sets opts["bundle"]; every runc form is left as it is."""
+    if len(args) == 1 and "/" in args[0]:
+        if opts.get("bundle"):
+            raise UsageError(f"run: {args[0]!r} is a path, not a container id; give the bundle "
+                             "either with --bundle or as the argument")
+        opts["bundle"] = args[0]
+        return True
+    if not args and not opts.get("bundle") and os.path.isfile("config.json"):
+        opts["bundle"] = "."
+        return True
+    return False
+
+
+def _bundle_run_id(opts: dict) -> str:
+    """A readable id for a bundle run by path: its directory's name plus a short suffix."""
+    import re
+    import secrets
+
+    name = os.path.basename(os.path.abspath(opts["bundle"]))
+    name = re.sub(r"[^A-Za-z0-9_.+-]+", "-", name).strip(".-")[:48] or "bundle"
+    cid = f"{name}-{secrets.token_hex(3)}"
+    if opts.get("detach") or sys.stderr.isatty():
+        print(f"minirun: container id {cid}", file=sys.stderr)
+    return cid
 
 
 def _check_create_flags(opts: dict) -> None:

@@ -11,7 +11,7 @@ import resource  # all imports happen before pivot_root: no Python library after
 
 import prctl
 
-from minirun import syscalls
+from minirun import diagnose, syscalls
 from minirun.errors import MinirunError
 from minirun.linux import capabilities
 from minirun.steps import Tracer
@@ -138,7 +138,19 @@ def _check_executable(name: str, path: str) -> None:
     if os.path.isdir(path):
         raise MinirunError(f'exec "{name}": is a directory (in the container\'s root)')
     if not os.access(path, os.X_OK):
-        raise MinirunError(f'exec "{name}": permission denied (in the container\'s root)')
+        raise exec_error(name, path, 13)
+
+
+def exec_error(name: str, path: str, err: int) -> MinirunError:
+    """execve's errno with its cause when one can be found (CRLF #! line, missing ELF
+    interpreter, another architecture, noexec mount...)."""
+    why = {2: "no such file or directory", 13: "permission denied",
+           8: "exec format error"}.get(err) or os.strerror(err).lower()
+    cause = diagnose.explain(path, err)
+    text = f'exec "{name}": {why}'
+    if cause:
+        text += f": {cause}"
+    return MinirunError(text + " (in the container's root)")
 
 
 def close_fds_for_exec(preserve_fds: int) -> None:
@@ -176,4 +188,7 @@ def _home_of(uid: int) -> str:
 
 
 def exec_process(path: str, proc: dict, env: dict[str, str]) -> None:
-    os.execve(path, proc["args"], env)
+    try:
+        os.execve(path, proc["args"], env)
+    except OSError as e:
+        raise exec_error(proc["args"][0], path, e.errno or 0) from None

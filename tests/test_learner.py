@@ -1,0 +1,147 @@
+"""The learner's minirun: `run BUNDLE`, errors that name the cause, `doctor`.
+
+minirun-specific behaviour (runc has none of it), hence the minirun_only marks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.minirun_only
+
+
+def _file(b: Path, name: str, data: bytes, mode: int = 0o755) -> None:
+    p = b / "rootfs" / name.lstrip("/")
+    p.write_bytes(data)
+    os.chmod(p, mode)
+
+
+def _elf(machine: int) -> bytes:
+    h = bytearray(64)
+    h[0:4] = b"\x7fELF"
+    h[4], h[5], h[6] = 2, 1, 1
+    h[16:18] = (2).to_bytes(2, "little")  # ET_EXEC
+    h[18:20] = machine.to_bytes(2, "little")
+    return bytes(h)
+
+
+def _dynamic_host_binary() -> Path:
+    for cand in ("/usr/bin/ls", "/bin/ls", "/usr/bin/true"):
+        p = Path(cand)
+        if p.is_file() and b"ld-linux" in p.read_bytes()[:4096]:
+            return p
+    pytest.skip("no dynamically linked host binary to copy")
+
+
+CASES = {
+    "crlf": ("/hello.sh", b"#!/bin/sh\r\necho hi\r\n", 0o755,
+             ['"#!/bin/sh\\r"', "carriage return"]),
+    "missing-interp": ("/py", b"#!/usr/bin/python3\nprint(1)\n", 0o755,
+                       ["/usr/bin/python3", "does not exist"]),
+    "no-exec-bit": ("/script", b"#!/bin/sh\necho hi\n", 0o644,
+                    ["permission denied", "no execute permission", "chmod +x"]),
+    "other-arch": ("/arm", _elf(183), 0o755, ["aarch64", "architecture"]),
+    "not-executable": ("/plain", b"echo hi\n", 0o755,
+                       ["neither an ELF binary nor a script", "#! line"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_exec_failure_names_its_cause(run_container, bundle, case):
+    name, data, mode, wants = CASES[case]
+    b = bundle([name])
+    _file(b, name, data, mode)
+    r = run_container([name], bundle_dir=b)
+    assert r.returncode != 0, r.result
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "Errno" not in err and "Traceback" not in err, err
+    for want in wants:
+        assert want in err, err
+
+
+def test_missing_elf_interpreter_is_named(run_container, bundle):
+    host = _dynamic_host_binary()
+    b = bundle(["/dyn"])
+    shutil.copy(host, b / "rootfs" / "dyn")
+    r = run_container(["/dyn"], bundle_dir=b)
+    assert r.returncode != 0, r.result
+    assert "ELF interpreter /lib64/ld-linux-x86-64.so.2 is missing" in r.stderr or (
+        "ELF interpreter" in r.stderr and "is missing" in r.stderr), r.stderr
+
+
+def test_exec_command_failure_names_its_cause(runtime, bundle, cid):
+    b = bundle(["sleep", "1000"])
+    _file(b, "/hello.sh", b"#!/bin/sh\r\necho hi\r\n")
+    c = cid()
+    runtime.ok("run", "-d", "--bundle", b, c)
+    r = runtime("exec", c, "/hello.sh")
+    assert r.returncode != 0
+    assert "carriage return" in r.stderr and "Errno" not in r.stderr, r
+    runtime.ok("delete", "--force", c)
+
+
+def test_noexec_mount_is_named(run_container, bundle, tmp_path):
+    src = tmp_path / "noexec-src"
+    src.mkdir()
+    (src / "tool").write_bytes(b"#!/bin/sh\necho hi\n")
+    os.chmod(src / "tool", 0o755)
+    edits = {"mounts": [*json.loads(json.dumps(_default_mounts())),
+                        {"destination": "/mnt", "type": "bind", "source": str(src),
+                         "options": ["bind", "noexec"]}]}
+    r = run_container(["/mnt/tool"], edits)
+    assert r.returncode != 0, r.result
+    assert "mounted noexec" in r.stderr and "Errno" not in r.stderr, r.stderr
+
+
+def _default_mounts() -> list[dict]:
+    from conftest import default_config
+
+    return default_config(["sh"])["mounts"]
+
+
+# ---------------------------------------------------------------- run BUNDLE
+
+
+def test_run_bundle_path(runtime, bundle):
+    b = bundle(["sh", "-c", "echo hello from $(hostname); exit 3"], name="mybundle")
+    r = runtime("run", f"{b.name}/", cwd=b.parent)
+    assert r.returncode == 3, r
+    assert "hello from" in r.stdout
+    assert os.listdir(runtime.root) == []  # run removed its container, as with an id
+
+
+def test_run_in_bundle_directory_without_id(runtime, bundle):
+    b = bundle(["sh", "-c", "echo inside"], name="here")
+    r = runtime("run", cwd=b)
+    assert r.returncode == 0, r
+    assert "inside" in r.stdout
+
+
+def test_run_bundle_detached_prints_readable_id(runtime, bundle):
+    b = bundle(["sleep", "1000"], name="web.app")
+    r = runtime("run", "-d", str(b) + "/")
+    assert r.returncode == 0, r
+    cid = r.stderr.strip().rsplit(" ", 1)[-1]
+    assert cid.startswith("web.app-") and len(cid) == len("web.app-") + 6, r.stderr
+    runtime.ctx.ids.append(cid)  # the leak guard deletes it
+    assert runtime.state(cid)["status"] == "running"
+    runtime.ok("delete", "--force", cid)
+
+
+def test_run_bundle_and_bundle_flag_conflict(runtime, bundle):
+    b = bundle(["true"])
+    r = runtime("run", "--bundle", b, str(b) + "/")
+    assert r.returncode != 0
+    assert "either with --bundle or as the argument" in r.stderr, r
+
+
+def test_run_without_id_outside_a_bundle_is_refused(runtime, tmp_path):
+    r = runtime("run", cwd=tmp_path)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr and r.stderr.strip(), r
