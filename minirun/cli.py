@@ -70,6 +70,8 @@ COMMANDS: dict[str, tuple[dict, str, str]] = {
     "spec": ({"--bundle": ("bundle", True), "-b": ("bundle", True),
               "--rootless": ("rootless", False)}, "", "write a default config.json"),
     "features": ({}, "", "print what this minirun supports, as OCI features JSON"),
+    "doctor": ({}, "[BUNDLE]", "check this host (and a bundle) for what would stop a "
+               "container, one line per finding with what to do"),
 }
 
 
@@ -205,6 +207,13 @@ def dispatch(command: str, opts: dict, args: list[str]) -> int:
 
         print(features_json())
         return 0
+
+    if command == "doctor":
+        from minirun.doctor import doctor
+
+        if len(args) > 1:
+            raise UsageError("doctor takes at most one bundle directory")
+        return doctor(opts.get("root") or DEFAULT_ROOT, args[0] if args else None)
 
     from minirun import container
     from minirun.state import Store

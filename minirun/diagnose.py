@@ -99,7 +99,7 @@ def _explain_elf(host: str, head: bytes, err: int, resolve: Resolve) -> str | No
         return (f"it is an ELF binary for {name}, and this machine is {os.uname().machine} "
                 "(use an image built for this architecture)")
     interp = elf_interpreter(host)
-    if interp and err in (2, 0):
+    if interp:
         target = resolve(interp)
         if target is None or not os.path.exists(target):
             return (f"its ELF interpreter {interp} is missing from the container's root "

@@ -145,3 +145,94 @@ def test_run_without_id_outside_a_bundle_is_refused(runtime, tmp_path):
     r = runtime("run", cwd=tmp_path)
     assert r.returncode != 0
     assert "Traceback" not in r.stderr and r.stderr.strip(), r
+
+
+# ---------------------------------------------------------------- doctor
+
+
+def _doctor(runtime, *args):
+    r = runtime("doctor", *args)
+    assert "Traceback" not in r.stderr, r
+    return r
+
+
+def test_doctor_host_checks(runtime):
+    r = _doctor(runtime)
+    assert r.returncode == 0, r
+    for what in ("kernel", "cgroups:", "user namespaces", "seccomp", "LSMs", "nftables",
+                 "syscalls: pidfd_open clone3 openat2 mount_setattr", "--root"):
+        assert what in r.stdout, r.stdout
+    assert "nothing in the way" in r.stdout
+
+
+def test_doctor_good_bundle(runtime, bundle):
+    b = bundle(["sh", "-c", "true"])
+    r = _doctor(runtime, b)
+    assert r.returncode == 0, r
+    assert 'ok    process.args[0] "sh": /' in r.stdout, r.stdout
+    # what doctor says works does work
+    assert runtime("run", "--bundle", b, runtime.ctx.new_id()).returncode == 0
+
+
+def _fails_with(runtime, b, *wants):
+    r = _doctor(runtime, b)
+    assert r.returncode == 1, r
+    fails = [ln for ln in r.stdout.splitlines() if ln.lstrip().startswith("FAIL")]
+    assert fails, r.stdout
+    for want in wants:
+        assert any(want in ln for ln in fails), r.stdout
+    return r
+
+
+def test_doctor_crlf_script(runtime, bundle):
+    b = bundle(["/hello.sh"])
+    _file(b, "/hello.sh", b"#!/bin/sh\r\necho hi\r\n")
+    _fails_with(runtime, b, 'process.args[0] "/hello.sh"', "carriage return")
+
+
+def test_doctor_missing_executable(runtime, bundle):
+    _fails_with(runtime, bundle(["no-such-tool"]), "not found in the rootfs", "PATH=")
+
+
+def test_doctor_not_executable(runtime, bundle):
+    b = bundle(["/tool"])
+    _file(b, "/tool", b"#!/bin/sh\n", 0o644)
+    _fails_with(runtime, b, "no execute permission")
+
+
+def test_doctor_missing_elf_interpreter(runtime, bundle):
+    b = bundle(["/dyn"])
+    shutil.copy(_dynamic_host_binary(), b / "rootfs" / "dyn")
+    _fails_with(runtime, b, "ELF interpreter", "is missing")
+
+
+def test_doctor_other_architecture(runtime, bundle):
+    b = bundle(["/arm"])
+    _file(b, "/arm", _elf(183))
+    _fails_with(runtime, b, "aarch64")
+
+
+def test_doctor_missing_mount_source(runtime, bundle, tmp_path):
+    edits = {"mounts": [*_default_mounts(), {"destination": "/data", "type": "bind",
+                                             "source": str(tmp_path / "nope"),
+                                             "options": ["rbind"]}]}
+    _fails_with(runtime, bundle(["true"], edits), "mounts[", "does not exist")
+
+
+def test_doctor_invalid_config(runtime, bundle):
+    _fails_with(runtime, bundle(["true"], {"process": {"args": []}}), "process.args")
+
+
+def test_doctor_user_without_passwd_entry_warns(runtime, bundle):
+    b = bundle(["true"], {"process": {"user": {"uid": 4242, "gid": 4242}}})
+    r = _doctor(runtime, b)
+    assert r.returncode == 0, r
+    assert "uid 4242" in r.stdout and "HOME will be /" in r.stdout, r.stdout
+
+
+def test_doctor_symlinked_executable_stays_in_rootfs(runtime, bundle):
+    # A link in the image points at an absolute path: doctor resolves it inside the
+    # rootfs (as the container will), never on the host.
+    b = bundle(["/app"])
+    os.symlink("/usr/bin/python3", b / "rootfs" / "app")
+    _fails_with(runtime, b, 'process.args[0] "/app"')
