@@ -70,6 +70,8 @@ COMMANDS: dict[str, tuple[dict, str, str]] = {
     "spec": ({"--bundle": ("bundle", True), "-b": ("bundle", True),
               "--rootless": ("rootless", False)}, "", "write a default config.json"),
     "features": ({}, "", "print what this minirun supports, as OCI features JSON"),
+    "explain": ({}, "[BUNDLE]", "print a shell script that does this bundle's set-up by "
+                "hand with standard tools, one commented step per config field"),
     "doctor": ({}, "[BUNDLE]", "check this host (and a bundle) for what would stop a "
                "container, one line per finding with what to do"),
 }
@@ -208,6 +210,16 @@ def dispatch(command: str, opts: dict, args: list[str]) -> int:
         print(features_json())
         return 0
 
+    if command == "explain":
+        from minirun.explain import ExplainError, explain
+
+        if len(args) > 1:
+            raise UsageError("explain takes at most one bundle directory")
+        try:
+            sys.stdout.write(explain(args[0] if args else "."))
+        except ExplainError as e:
+            raise MinirunError(f"explain: {e}") from None
+        return 0
     if command == "doctor":
         from minirun.doctor import doctor
 

@@ -191,3 +191,29 @@ class RootfsPaths:
                 done = []
             parts = [p for p in target.split("/") if p] + parts
         return os.path.join(self.rootfs, *done)
+
+
+PASSWD_MAX = 4 << 20  # bytes: an /etc/passwd larger than this is not read
+
+
+def passwd_entry(resolve: Resolve, uid: int) -> list[str] | None:
+    """The fields of uid's line in the image's /etc/passwd: a regular file only, read
+    without blocking and bounded (a FIFO or /dev/zero there must not hang or grow us)."""
+    host = resolve("/etc/passwd")
+    try:
+        fd = os.open(host or "", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not _stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        text = os.read(fd, PASSWD_MAX).decode(errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) > 2 and fields[2] == str(uid):
+            return fields
+    return None

@@ -26,7 +26,6 @@ from minirun.errors import MinirunError
 # Syscalls numbered alike on every architecture (424 and up): probed with arguments
 # the kernel refuses before doing anything, so ENOSYS alone means "missing".
 PROBES = {"pidfd_open": 434, "clone3": 435, "openat2": 437, "mount_setattr": 442}
-PASSWD_MAX = 4 << 20
 
 
 @dataclass
@@ -299,26 +298,10 @@ def _home(rep: Report, proc: dict, paths: diagnose.RootfsPaths) -> None:
     if any(e.startswith("HOME=") for e in proc.get("env") or []):
         return
     uid = (proc.get("user") or {}).get("uid", 0)
-    if _passwd_has(paths, uid):
+    if diagnose.passwd_entry(paths, uid) is not None:
         return
     rep.warn(f"process.user.uid {uid}: no entry in the rootfs's /etc/passwd, so HOME will be "
              "/ (add HOME=... to process.env, or a passwd entry)")
-
-
-def _passwd_has(paths: diagnose.RootfsPaths, uid: int) -> bool:
-    host = paths("/etc/passwd")
-    try:
-        fd = os.open(host or "", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        text = os.read(fd, PASSWD_MAX).decode(errors="replace")
-    finally:
-        os.close(fd)
-    return any(len(f) > 2 and f[2] == str(uid) for f in
-               (line.split(":") for line in text.splitlines()))
 
 
 def _resources(rep: Report, cfg: dict) -> None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -236,3 +238,100 @@ def test_doctor_symlinked_executable_stays_in_rootfs(runtime, bundle):
     b = bundle(["/app"])
     os.symlink("/usr/bin/python3", b / "rootfs" / "app")
     _fails_with(runtime, b, 'process.args[0] "/app"')
+
+
+# ---------------------------------------------------------------- explain
+
+PROBE = ("echo pid=$$; hostname; id; pwd; grep -E '^(Cap|NoNewPrivs)' /proc/self/status; "
+         "cat /proc/self/limits; env | sort; awk '{print $5, $6}' /proc/self/mountinfo | sort; "
+         "touch /probe-ro 2>/dev/null && echo root rw || echo root ro; umask; "
+         "ls -la /dev | awk '{print $1, $3, $4, $NF}' | sort")
+
+
+def _sees(text: str) -> list[str]:
+    """What the process saw, with each mount's options cut to ro/rw (a masked file is a
+    bind of some /dev/null: its other flags are those of wherever that node lives)."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split(" ")
+        if len(parts) == 2 and parts[0].startswith("/") and "," in parts[1]:
+            line = f"{parts[0]} {parts[1].split(',')[0]}"
+        out.append(line)
+    return out
+
+
+def _explain_and_run(runtime, b: Path, tmp_path: Path) -> tuple[str, str]:
+    r = runtime("explain", b)
+    assert r.returncode == 0, r
+    script = tmp_path / f"{b.name}-explain.sh"
+    script.write_text(r.stdout)
+    by_hand = subprocess.run(["sh", str(script)], capture_output=True, text=True,
+                             timeout=60, stdin=subprocess.DEVNULL)
+    assert by_hand.returncode == 0, by_hand.stderr + r.stdout
+    ran = runtime("run", "--bundle", b, runtime.ctx.new_id())
+    assert ran.returncode == 0, ran
+    return by_hand.stdout, ran.stdout
+
+
+def test_explain_default_bundle_sees_the_same(runtime, bundle, tmp_path):
+    b = bundle(["sh", "-c", PROBE], {"root": {"readonly": True}}, name="plain")
+    by_hand, ran = _explain_and_run(runtime, b, tmp_path)
+    assert "pid=1" in by_hand and "root ro" in by_hand
+    assert _sees(by_hand) == _sees(ran)
+
+
+def test_explain_custom_bundle_sees_the_same(runtime, bundle, tmp_path):
+    src = tmp_path / "shared"
+    src.mkdir()
+    caps = ["CAP_CHOWN", "CAP_NET_RAW", "CAP_KILL"]
+
+    def edits(cfg):
+        cfg["hostname"] = "lab-host"
+        p = cfg["process"]
+        p["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [10, 20], "umask": 0o27}
+        p["cwd"] = "/work/here"
+        p["env"] = [*p["env"], "GREETING=hello world", "EMPTY="]
+        p["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024},
+                        {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}]
+        p["noNewPrivileges"] = False
+        p["capabilities"] = {"bounding": caps, "permitted": caps, "effective": caps,
+                             "inheritable": caps[:2], "ambient": caps[:1]}
+        cfg["mounts"].append({"destination": "/data", "type": "bind", "source": str(src),
+                              "options": ["rbind", "ro"]})
+        cfg["mounts"].append({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+                              "options": ["size=1m", "mode=1777"]})
+        cfg["root"]["readonly"] = False
+        cfg["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+
+    b = bundle(["sh", "-c", PROBE + "; cat /proc/sys/net/ipv4/ip_forward"], edits,
+               name="custom")
+    by_hand, ran = _explain_and_run(runtime, b, tmp_path)
+    assert "uid=1000" in by_hand and "/work/here" in by_hand and "lab-host" in by_hand
+    assert re.search(r"groups=10\b.*20", by_hand), by_hand
+    assert by_hand.rstrip().endswith("1")  # the sysctl, in the new network namespace
+    assert len(_sees(by_hand)) > 40
+    assert _sees(by_hand) == _sees(ran)
+
+
+def test_explain_names_config_fields_and_what_it_cannot_do(runtime, bundle):
+    def edits(cfg):
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
+        cfg["linux"]["resources"]["pids"] = {"limit": 10}
+
+    r = runtime("explain", bundle(["true"], edits))
+    assert r.returncode == 0, r
+    for field in ("# mounts[0]: /proc (proc)", "linux.namespaces: [0] pid new",
+                  "linux.maskedPaths[0]", "linux.readonlyPaths[0]", "process.rlimits",
+                  "process.capabilities", "linux.seccomp: minirun compiles the profile",
+                  "linux.resources.pids", "linux.resources.devices"):
+        assert field in r.stdout, field
+
+
+def test_explain_refuses_a_bundle_without_mount_namespace(runtime, bundle):
+    def edits(cfg):
+        cfg["linux"]["namespaces"] = [ns for ns in cfg["linux"]["namespaces"]
+                                      if ns["type"] != "mount"]
+
+    r = runtime("explain", bundle(["true"], edits))
+    assert r.returncode != 0 and "mount namespace" in r.stderr, r
