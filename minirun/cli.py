@@ -28,7 +28,7 @@ CREATE_FLAGS = {
     "--console-socket": ("console_socket", True),
     "--network": ("network", True), "--publish": ("publish", "list"),
     "-p": ("publish", "list"), "--subnet": ("subnet", True), "--bridge": ("bridge", True),
-    "--ip": ("ip", True),
+    "--ip": ("ip", True), "--trace": ("trace", True),
 }
 COMMANDS: dict[str, tuple[dict, str, str]] = {
     # name: (flags, positional usage, summary)
@@ -54,7 +54,7 @@ COMMANDS: dict[str, tuple[dict, str, str]] = {
               "--preserve-fds": ("preserve_fds", True), "--cap": ("cap", "list"),
               "-c": ("cap", "list"), "--no-new-privs": ("no_new_privs", False),
               "--additional-gids": ("additional_gids", "list"),
-              "-g": ("additional_gids", "list")},
+              "-g": ("additional_gids", "list"), "--trace": ("trace", True)},
              "ID [COMMAND ARGS...]", "run another process in a container"),
     "ps": ({"--format": ("format", True), "-f": ("format", True)}, "ID",
            "list the container's processes (json: an array of host pids)"),
@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         if opts.get("help") or not command:
             print(usage())
             return 0 if opts.get("help") else 1
+        if opts.get("trace"):
+            return _traced(command, opts, args)
         return dispatch(command, opts, args)
     except MinirunError as e:
         if debug:
@@ -176,6 +178,26 @@ def main(argv: list[str] | None = None) -> int:
             _print_trace(e)
         log.error(f"internal error: {type(e).__name__}: {e} (run with --debug for details)")
         return 1
+
+
+def _traced(command: str, opts: dict, args: list[str]) -> int:
+    """--trace FILE: the command's set-up steps as Chrome trace-event JSON."""
+    from minirun import trace
+
+    if command not in ("create", "run", "exec"):
+        raise UsageError("--trace is for create, run and exec")
+    path = os.path.abspath(opts["trace"])
+    trace.start(path, command)
+    status = "error"
+    try:
+        code = dispatch(command, opts, args)
+        status = f"exit {code}"
+        return code
+    finally:
+        try:
+            trace.ACTIVE.write(status)
+        except OSError as e:
+            log.error(f"--trace {path}: cannot write the trace: {e.strerror}")
 
 
 def _print_trace(e: BaseException) -> None:

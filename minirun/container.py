@@ -12,7 +12,7 @@ import os
 import signal
 import socket
 
-from minirun import OCI_VERSION, config, container_cgroup, syscalls
+from minirun import OCI_VERSION, config, container_cgroup, syscalls, trace
 from minirun.errors import ConfigError, MinirunError, SyscallError
 from minirun.launch import SetupSession, log_step, wait_gone
 from minirun.log import log
@@ -74,7 +74,8 @@ def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
 
 def _create(store: Store, cid: str, bundle: str, opts: dict) -> int:
     bundle = os.path.abspath(bundle)
-    cfg = config.load(bundle)
+    with trace.Span("load and validate config.json"):
+        cfg = config.load(bundle)
     rootfs = _rootfs_path(cfg, bundle)
     net = _network_request(cfg, opts)
     if int(opts.get("preserve_fds") or 0) < 0:
@@ -93,13 +94,16 @@ def _create(store: Store, cid: str, bundle: str, opts: dict) -> int:
               "created": now(), "owner": "", "annotations": cfg.get("annotations") or {}}
         cdir.write(st)
         cdir.save_config(cfg)
-        cgroup = container_cgroup.prepare(cid, cfg["linux"])
+        with trace.Span("cgroup: create and apply limits"):
+            cgroup = container_cgroup.prepare(cid, cfg["linux"])
         st["cgroup"] = cgroup.record()
         cdir.write(st)
-        pid = _launch(cdir, cid, cfg, bundle, rootfs, opts, session, console, cgroup)
+        with trace.Span("set-up processes (until the init is ready)"):
+            pid = _launch(cdir, cid, cfg, bundle, rootfs, opts, session, console, cgroup)
         st.update(status="created", pid=pid, pid_start=process_start_time(pid))
         if net is not None:
-            _setup_network(store, cdir, st, net)
+            with trace.Span("network"):
+                _setup_network(store, cdir, st, net)
         cdir.write(st)
         if opts.get("pid_file"):
             _write_pid_file(opts["pid_file"], pid)
@@ -206,7 +210,7 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(_sock_path(cdir))
     listener.listen(1)
-    launch = init.Launch(cid, cfg, bundle, rootfs, listener, opts, log.debug_enabled)
+    launch = init.Launch(cid, cfg, bundle, rootfs, listener, opts, _steps_wanted())
     launch.console = console
     launch.cgroup = cgroup
     # The state lock must not outlive `create` in the container's processes.
@@ -227,6 +231,13 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
         raise MinirunError("the container's set-up processes exited without a word")
     session.release_setup_process()
     return session.target_pid
+
+
+def _steps_wanted() -> bool:
+    """The set-up processes report their steps for --debug and for --trace."""
+    from minirun import trace
+
+    return log.debug_enabled or trace.ACTIVE is not None
 
 
 def _create_hooks(cfg: dict, st: dict, pid: int, tracer: Tracer) -> dict:
@@ -351,7 +362,8 @@ def run(store: Store, cid: str, bundle: str, opts: dict) -> int:
         pid = create(store, cid, bundle, opts)
         master = _terminal_master(relay_end)
         try:
-            start(store, cid)
+            with trace.Span("start"):
+                start(store, cid)
         except BaseException:
             _force_delete(store, cid)
             raise
@@ -361,8 +373,10 @@ def run(store: Store, cid: str, bundle: str, opts: dict) -> int:
                 sock.close()
     if detach:
         return 0
-    code = wait_process(pid, master)
-    _force_delete(store, cid)
+    with trace.Span("the container's process runs"):
+        code = wait_process(pid, master)
+    with trace.Span("delete"):
+        _force_delete(store, cid)
     return code
 
 

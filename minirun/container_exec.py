@@ -16,6 +16,7 @@ import socket
 from minirun import config, container_cgroup, syscalls
 from minirun.container import (
     _pidfd_of,
+    _steps_wanted,
     _write_pid_file,
     forward_notify_fd,
     hooks_state,
@@ -24,7 +25,6 @@ from minirun.container import (
 )
 from minirun.errors import ConfigError, MinirunError
 from minirun.launch import SetupSession, log_step
-from minirun.log import log
 from minirun.state import Store
 
 
@@ -121,7 +121,7 @@ def _spawn(cid: str, st: dict, proc: dict, kinds: list[str], opts: dict,
         raise MinirunError(f"cannot exec in container {cid!r}: it is stopped")
     if not detach:
         syscalls.set_child_subreaper()  # the process re-parents to us: we wait for it
-    launch = init.ExecLaunch(cid, st["pid"], proc, kinds, opts, log.debug_enabled)
+    launch = init.ExecLaunch(cid, st["pid"], proc, kinds, opts, _steps_wanted())
     launch.console = console
     launch.seccomp = init.compile_seccomp(linux)
     cg = container_cgroup.of(st)

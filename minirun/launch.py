@@ -11,8 +11,10 @@ import json
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 
+from minirun import trace
 from minirun.errors import MinirunError
 from minirun.log import log
 from minirun.steps import format_step
@@ -20,8 +22,11 @@ from minirun.steps import format_step
 Handler = Callable[[dict], dict | None]  # its result goes back in the "ok" reply
 
 
-def log_step(name: str, target: str, took: float, err: str | None) -> None:
+def log_step(name: str, target: str, took: float, err: str | None,
+             start: float | None = None, pid: int | None = None) -> None:
     log.debug(format_step(name, target, took, err))
+    if trace.ACTIVE is not None:
+        trace.step(name, target, took, err, start, pid)
 
 
 def _error_of(msg: dict) -> MinirunError:
@@ -44,6 +49,7 @@ class SetupSession:
 
     def fork(self, child_main: Callable[[socket.socket, int], None], close: list[int]) -> int:
         """Fork; the child runs child_main(sock, done_fd) and never returns."""
+        t0 = time.perf_counter()
         pid = os.fork()
         if pid == 0:
             self.ours.close()
@@ -56,6 +62,9 @@ class SetupSession:
                 os._exit(1)
         self.child = pid
         self.pids.append(pid)
+        if trace.ACTIVE is not None:
+            trace.ACTIVE.setup_pid = pid
+            trace.ACTIVE.span("fork", t0, time.perf_counter() - t0, args={"pid": pid})
         self.theirs.close()
         os.close(self.done_r)
         return pid
@@ -71,11 +80,15 @@ class SetupSession:
             if fds:
                 msg["fd"] = fds[0]
             kind = msg["type"]
+            if kind == "step":
+                log_step(msg["name"], msg["target"], msg["took"], msg["err"], msg.get("ts"),
+                         msg.get("pid"))
+                continue
+            if trace.ACTIVE is not None:
+                trace.ACTIVE.instant(f"message: {kind}")
             if kind == until:
                 return True
-            if kind == "step":
-                log_step(msg["name"], msg["target"], msg["took"], msg["err"])
-            elif kind == "pid":
+            if kind == "pid":
                 self.target = msg["pid"]
                 self.pids.append(self.target)
             elif kind == "error":

@@ -335,3 +335,70 @@ def test_explain_refuses_a_bundle_without_mount_namespace(runtime, bundle):
 
     r = runtime("explain", bundle(["true"], edits))
     assert r.returncode != 0 and "mount namespace" in r.stderr, r
+
+
+# ---------------------------------------------------------------- --trace
+
+
+def _load_trace(path: Path) -> list[dict]:
+    doc = json.loads(path.read_text())
+    events = doc["traceEvents"]
+    for e in events:
+        assert {"name", "ph", "pid", "tid"} <= e.keys(), e
+        if e["ph"] == "X":
+            assert isinstance(e["ts"], (int, float)) and e["dur"] >= 0, e
+    return events
+
+
+def _names_on(events: list[dict], track: int) -> list[str]:
+    return [e["name"] for e in events if e["pid"] == track and e["ph"] in ("X", "i")]
+
+
+def test_trace_run_has_three_tracks_and_every_step(runtime, bundle, cid, tmp_path):
+    out = tmp_path / "run.trace.json"
+    r = runtime("run", "--trace", out, "--bundle", bundle(["true"]), cid())
+    assert r.returncode == 0, r
+    events = _load_trace(out)
+    tracks = {e["args"]["name"] for e in events if e["ph"] == "M"}
+    assert tracks == {"minirun (runtime)", "set-up process", "container init"}
+    runtime_names = _names_on(events, 1)
+    for want in ("load and validate config.json", "fork", "message: ready", "start",
+                 "the container's process runs", "delete", "minirun run"):
+        assert want in runtime_names, runtime_names
+    assert any(n.startswith("unshare") for n in _names_on(events, 2))
+    init = _names_on(events, 3)
+    for prefix in ("mount /proc (mounts[0])", "pivot_root", "capabilities", "cgroup join"):
+        assert any(n.startswith(prefix) for n in init), init
+    # the init's steps happen inside the runtime's set-up phase, on one clock
+    setup = next(e for e in events if e["name"].startswith("set-up processes"))
+    pivot = next(e for e in events if e["name"].startswith("pivot_root"))
+    assert setup["ts"] <= pivot["ts"] <= setup["ts"] + setup["dur"]
+
+
+def test_trace_exec(runtime, bundle, cid, tmp_path):
+    c = cid()
+    runtime.ok("run", "-d", "--bundle", bundle(["sleep", "1000"]), c)
+    out = tmp_path / "exec.trace.json"
+    r = runtime("exec", "--trace", out, c, "true")
+    assert r.returncode == 0, r
+    events = _load_trace(out)
+    assert any(n.startswith("setns") or n.startswith("join") for n in _names_on(events, 2)), \
+        _names_on(events, 2)
+    assert "minirun exec" in _names_on(events, 1)
+    runtime.ok("delete", "--force", c)
+
+
+def test_trace_written_when_create_fails(runtime, bundle, cid, tmp_path):
+    out = tmp_path / "fail.trace.json"
+    r = runtime("create", "--trace", out, "--bundle", bundle(["/no/such/binary"]), cid())
+    assert r.returncode != 0
+    events = _load_trace(out)
+    top = next(e for e in events if e["name"] == "minirun create")
+    assert top["args"]["status"] == "error"
+    assert any("error" in e.get("args", {}) for e in events if e["pid"] == 3), events
+
+
+def test_trace_only_for_create_run_exec(runtime, tmp_path):
+    r = runtime("state", "--trace", tmp_path / "x.json", "nope")
+    assert r.returncode != 0
+    assert "unknown flag --trace" in r.stderr or "--trace is for" in r.stderr, r

@@ -20,6 +20,7 @@ import os
 import select
 import signal
 import socket
+import time
 
 from minirun import syscalls, terminal
 from minirun.cgroups.cgroup import join as cgroup_join
@@ -48,7 +49,7 @@ class Channel:
 
     def step(self, name: str, target: str, took: float, err: str | None) -> None:
         self.send({"type": "step", "name": name, "target": target, "took": took,
-                   "err": err, "pid": os.getpid()})
+                   "err": err, "pid": os.getpid(), "ts": time.perf_counter() - took})
 
     def fail(self, exc: BaseException, debug: bool) -> None:
         msg = {"type": "error", "msg": str(exc) or type(exc).__name__,

@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -139,6 +140,53 @@ def default_minirun() -> str | None:
     return shutil.which("minirun")
 
 
+TRACE_RUNS = 7
+
+
+def trace_phases(rt: Runtime, bundle: Path, workdir: Path, tag: str) -> dict[str, float]:
+    """Where the time of one `minirun run` goes: medians over a few runs with --trace.
+    "interpreter start and imports" is the wall time before the trace began."""
+    samples: dict[str, list[float]] = {}
+    for i in range(TRACE_RUNS):
+        out = workdir / f"trace-{i}.json"
+        t0 = time.perf_counter()
+        rc = subprocess.run([rt.path, "--root", str(workdir / "trace-root"), "run", "--trace",
+                             str(out), "--bundle", str(bundle), f"{tag}-trace-{i}"],
+                            stdin=subprocess.DEVNULL, capture_output=True).returncode
+        wall = (time.perf_counter() - t0) * 1e3
+        if rc != 0 or not out.exists():
+            continue
+        events = json.loads(out.read_text())["traceEvents"]
+        top = next(e for e in events if e["name"] == "minirun run")
+        phase = {"interpreter start and imports": wall - top["dur"] / 1e3}
+        for e in events:
+            if e is top:
+                continue
+            if e["ph"] == "X" and e["pid"] == 1:
+                phase[e["name"]] = phase.get(e["name"], 0.0) + e["dur"] / 1e3
+            elif e["ph"] == "X":
+                key = "  in set-up: " + e["name"].split(" ")[0]
+                phase[key] = phase.get(key, 0.0) + e["dur"] / 1e3
+        phase["total (wall)"] = wall
+        for k, v in phase.items():
+            samples.setdefault(k, []).append(v)
+    return {k: round(statistics.median(v), 2) for k, v in samples.items()}
+
+
+def print_phases(phases: dict[str, float]) -> None:
+    if not phases:
+        print("where the time of one run goes: no trace (minirun without --trace?)")
+        return
+    print(f"where the time of one `minirun run` goes (median of {TRACE_RUNS}, --trace):")
+    runtime = {k: v for k, v in phases.items() if not k.startswith("  ")}
+    setup = sorted(((k, v) for k, v in phases.items() if k.startswith("  ")),
+                   key=lambda kv: -kv[1])
+    for k, v in runtime.items():
+        print(f"  {k:<52} {v:8.2f} ms")
+    for k, v in setup[:8]:
+        print(f"  {k:<52} {v:8.2f} ms")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description="Benchmark `minirun run` against `runc run` of /bin/true."
@@ -206,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                 if i >= ns.warmup:
                     rt.times.append(elapsed)
                     rt.maxrss_kib = max(rt.maxrss_kib, maxrss)
+        phases = trace_phases(runtimes[0], bundle, workdir, tag)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -240,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         ratio_p90 = p90(mr.times) / p90(rc.times)
         result["ratio_median"], result["ratio_p90"] = ratio_med, ratio_p90
         print(f"ratio minirun/runc: median {ratio_med:.2f}x, p90 {ratio_p90:.2f}x")
+    print_phases(phases)
+    result["phases_ms"] = phases
     if ns.json:
         print(json.dumps(result))
     return 0 if mr.times and rc.times and not (mr.failures or rc.failures) else 1
