@@ -9,72 +9,17 @@ import os
 import sys
 
 from minirun import __version__
+from minirun.commands import COMMAND_LIST, GLOBAL_TABLE
 from minirun.errors import MinirunError
 from minirun.log import log
 
 DEFAULT_ROOT = "/run/minirun"
 
-# flag -> (destination, takes a value: True, False, or "list" for a repeatable flag)
-GLOBAL_FLAGS = {
-    "--root": ("root", True), "--log": ("log", True), "--log-format": ("log_format", True),
-    "--debug": ("debug", False), "--systemd-cgroup": ("systemd_cgroup", False),
-    "--help": ("help", False), "-h": ("help", False),
-    "--version": ("version", False), "-v": ("version", False),
-}
-CREATE_FLAGS = {
-    "--bundle": ("bundle", True), "-b": ("bundle", True),
-    "--pid-file": ("pid_file", True), "--no-pivot": ("no_pivot", False),
-    "--preserve-fds": ("preserve_fds", True), "--no-new-keyring": ("no_new_keyring", False),
-    "--console-socket": ("console_socket", True),
-    "--network": ("network", True), "--publish": ("publish", "list"),
-    "-p": ("publish", "list"), "--subnet": ("subnet", True), "--bridge": ("bridge", True),
-    "--ip": ("ip", True), "--trace": ("trace", True),
-}
+# flag -> (destination, takes a value: True, False, or "list" for a repeatable flag),
+# derived from the one table of commands and flags (minirun/commands.py).
+GLOBAL_FLAGS = GLOBAL_TABLE
 COMMANDS: dict[str, tuple[dict, str, str]] = {
-    # name: (flags, positional usage, summary)
-    "create": (CREATE_FLAGS, "ID", "set a container up; its process waits for `start`"),
-    "start": ({}, "ID", "run the process of a created container"),
-    "run": ({**CREATE_FLAGS, "--detach": ("detach", False), "-d": ("detach", False)},
-            "ID|BUNDLE/", "create and start; wait for the process and return its exit status "
-            "(a path holding a `/`, or no id inside a bundle: that bundle, under a new id)"),
-    "state": ({}, "ID", "print the OCI state of a container as JSON"),
-    "kill": ({"--all": ("all", False), "-a": ("all", False)}, "ID [SIGNAL]",
-             "send a signal (default SIGTERM) to the container's init"),
-    "delete": ({"--force": ("force", False), "-f": ("force", False)}, "ID",
-               "remove a stopped container (--force: kill it first)"),
-    "list": ({"--format": ("format", True), "-f": ("format", True),
-              "--quiet": ("quiet", False), "-q": ("quiet", False)}, "",
-             "list containers (table or json)"),
-    "exec": ({"--process": ("process", True), "-p": ("process", True),
-              "--cwd": ("cwd", True), "--env": ("env", "list"), "-e": ("env", "list"),
-              "--user": ("user", True), "-u": ("user", True),
-              "--tty": ("tty", False), "-t": ("tty", False),
-              "--detach": ("detach", False), "-d": ("detach", False),
-              "--pid-file": ("pid_file", True), "--console-socket": ("console_socket", True),
-              "--preserve-fds": ("preserve_fds", True), "--cap": ("cap", "list"),
-              "-c": ("cap", "list"), "--no-new-privs": ("no_new_privs", False),
-              "--additional-gids": ("additional_gids", "list"),
-              "-g": ("additional_gids", "list"), "--trace": ("trace", True)},
-             "ID [COMMAND ARGS...]", "run another process in a container"),
-    "ps": ({"--format": ("format", True), "-f": ("format", True)}, "ID",
-           "list the container's processes (json: an array of host pids)"),
-    "pause": ({}, "ID", "freeze every process of the container (cgroup freezer)"),
-    "resume": ({}, "ID", "thaw a paused container"),
-    "events": ({"--stats": ("stats", False), "--interval": ("interval", True)}, "ID",
-               "print resource usage and OOM events as JSON lines (--stats: once)"),
-    "update": ({"--resources": ("resources", True), "-r": ("resources", True),
-                **{f"--{n.replace('_', '-')}": (n, True) for n in (
-                    "memory", "memory_reservation", "memory_swap", "cpu_quota", "cpu_period",
-                    "cpu_share", "cpuset_cpus", "cpuset_mems", "pids_limit", "blkio_weight")}},
-               "ID", "change the resource limits of a live container"),
-    "spec": ({"--bundle": ("bundle", True), "-b": ("bundle", True),
-              "--rootless": ("rootless", False)}, "", "write a default config.json"),
-    "features": ({}, "", "print what this minirun supports, as OCI features JSON"),
-    "explain": ({}, "[BUNDLE]", "print a shell script that does this bundle's set-up by "
-                "hand with standard tools, one commented step per config field"),
-    "doctor": ({}, "[BUNDLE]", "check this host (and a bundle) for what would stop a "
-               "container, one line per finding with what to do"),
-}
+    c.name: (c.flag_table(), c.args, c.summary) for c in COMMAND_LIST}
 
 
 class UsageError(MinirunError):
@@ -135,14 +80,10 @@ def _is_negative_number(arg: str) -> bool:
     return arg[1:].isdigit()
 
 
-def usage() -> str:
-    lines = ["usage: minirun [--root DIR] [--log FILE] [--log-format text|json] [--debug] "
-             "COMMAND [FLAGS] ARGS", "", "commands:"]
-    for name, (flags, pos, summary) in COMMANDS.items():
-        lines.append(f"  {name:<9} {pos:<12} {summary}")
-        if flags:
-            lines.append(f"  {'':<9} {'':<12} flags: {' '.join(sorted(set(flags)))}")
-    return "\n".join(lines)
+def usage(command: str = "") -> str:
+    from minirun import commands
+
+    return commands.command_help(command) if command else commands.overview()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"minirun version {__version__}\nspec: {OCI_VERSION}")
             return 0
         if opts.get("help") or not command:
-            print(usage())
+            print(usage(command))
             return 0 if opts.get("help") else 1
         if opts.get("trace"):
             return _traced(command, opts, args)
@@ -173,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    except BrokenPipeError:  # `minirun help | head`: the reader left, nothing to say
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
+        return 141
     except Exception as e:  # noqa: BLE001 - a bug: still one line unless --debug
         if debug:
             _print_trace(e)
@@ -232,6 +176,8 @@ def dispatch(command: str, opts: dict, args: list[str]) -> int:
         print(features_json())
         return 0
 
+    if command in ("help", "completion"):
+        return _help(command, opts, args)
     if command == "explain":
         from minirun.explain import ExplainError, explain
 
@@ -290,6 +236,24 @@ def dispatch(command: str, opts: dict, args: list[str]) -> int:
         print(json.dumps(container.state(store, cid), indent=2))
     elif command == "delete":
         container.delete(store, cid, bool(opts.get("force")))
+    return 0
+
+
+def _help(command: str, opts: dict, args: list[str]) -> int:
+    from minirun import commands
+
+    if command == "completion":
+        if args != ["bash"]:
+            raise UsageError("completion: only `minirun completion bash` is supported")
+        sys.stdout.write(commands.bash_completion())
+    elif opts.get("markdown"):
+        print(commands.markdown_table())
+    elif not args:
+        print(commands.overview())
+    elif len(args) == 1 and args[0] in commands.BY_NAME:
+        print(commands.command_help(args[0]))
+    else:
+        raise UsageError(f"help: no command {' '.join(args)!r} (see minirun --help)")
     return 0
 
 

@@ -402,3 +402,59 @@ def test_trace_only_for_create_run_exec(runtime, tmp_path):
     r = runtime("state", "--trace", tmp_path / "x.json", "nope")
     assert r.returncode != 0
     assert "unknown flag --trace" in r.stderr or "--trace is for" in r.stderr, r
+
+
+# ---------------------------------------------------------------- help and completion
+
+
+@pytest.mark.parametrize("cmd", ["create", "run", "exec", "kill", "update", "doctor"])
+def test_command_help(runtime, cmd):
+    a = runtime(cmd, "--help", root=False)
+    b = runtime("help", cmd, root=False)
+    assert a.returncode == 0 and b.returncode == 0, (a, b)
+    assert a.stdout == b.stdout
+    assert a.stdout.startswith(f"usage: minirun {cmd}")
+    assert "example:" in a.stdout
+
+
+def test_every_flag_has_a_sentence(runtime):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "minirun_commands_table", Path(__file__).resolve().parents[1] / "minirun" / "commands.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    for c in table.COMMAND_LIST:
+        text = runtime("help", c.name, root=False).stdout
+        for f in c.flags:
+            assert f.help and f.names[0] in text, (c.name, f.names)
+
+
+def test_readme_command_table_is_generated(runtime):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = runtime("help", "--markdown", root=False).stdout.strip()
+    assert table in readme, "README's command table differs from `minirun help --markdown`"
+
+
+def test_overview_stays_the_overview(runtime):
+    r = runtime("--help", root=False)
+    assert r.returncode == 0 and "commands:" in r.stdout and "global flags:" in r.stdout
+
+
+def test_bash_completion(runtime, tmp_path):
+    r = runtime("completion", "bash", root=False)
+    assert r.returncode == 0
+    script = tmp_path / "complete.sh"
+    script.write_text(r.stdout + '\nCOMP_WORDS=(minirun exec --pr); COMP_CWORD=2; _minirun; '
+                      'echo "${COMPREPLY[@]}"\nCOMP_WORDS=(minirun ru); COMP_CWORD=1; '
+                      '_minirun; echo "${COMPREPLY[@]}"\n')
+    out = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert first.split() == ["--process", "--preserve-fds"]
+    assert second.split() == ["run"]
+
+
+def test_help_of_unknown_command(runtime):
+    r = runtime("help", "bogus", root=False)
+    assert r.returncode != 0 and "no command 'bogus'" in r.stderr
