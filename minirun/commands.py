@@ -78,7 +78,7 @@ CREATE_FLAGS = (
     Flag("--publish -p", "publish", LIST, "with --network bridge: forward host port H to "
          "the container's port C", "H:C[/tcp|udp]"),
     Flag("--subnet", "subnet", VALUE, "with --network bridge: the bridge's subnet "
-         "(default 10.88.0.0/16)", "CIDR"),
+         "(default 10.213.0.0/24)", "CIDR"),
     Flag("--bridge", "bridge", VALUE, "with --network bridge: the bridge's name "
          "(default minirun0)", "NAME"),
     Flag("--ip", "ip", VALUE, "with --network bridge: the container's address (default: "
