@@ -217,3 +217,46 @@ def passwd_entry(resolve: Resolve, uid: int) -> list[str] | None:
         if len(fields) > 2 and fields[2] == str(uid):
             return fields
     return None
+
+
+MS_BIND, MS_REMOUNT = 4096, 32
+USERNS_FILESYSTEMS = "proc, tmpfs, devpts, mqueue, binds (sysfs only with a network " \
+    "namespace of its own)"
+
+
+def in_user_namespace() -> bool:
+    """True when this process's uids are mapped (it runs in a user namespace)."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def mount_hint(err: int, source: str | None, fstype: str | None, flags: int,
+               data: str | None) -> str | None:
+    """Why mount(2) failed, when its errno alone does not say (which flag, which
+    namespace, which option)."""
+    if err == 19:  # ENODEV
+        return f"this kernel has no {fstype!r} filesystem (/proc/filesystems lists them)"
+    if err == 2:  # ENOENT
+        return f"the source {source!r} does not exist" if source else None
+    if err == 1:  # EPERM
+        if in_user_namespace():
+            if flags & MS_REMOUNT:
+                return ("in a user namespace a remount cannot clear ro, nosuid, nodev or "
+                        "noexec where the host's mount has them")
+            return f"in a user namespace the kernel mounts only {USERNS_FILESYSTEMS}"
+        return "refused by the kernel (a mount locked by a user namespace, or an LSM)"
+    if err == 22:  # EINVAL
+        if flags & MS_REMOUNT or not (fstype or flags & MS_BIND):
+            return "the target is not a mount point, or a flag cannot be changed on it"
+        if data:
+            return f"the {fstype or 'bind'} filesystem refused an option in {data!r}"
+        return None
+    if err == 16:  # EBUSY
+        return "already mounted there, or in use"
+    if err == 13:  # EACCES
+        return ("the source cannot be reached by the mounting user (a directory on the "
+                "way without search permission for the container's root?)")
+    return None

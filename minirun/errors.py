@@ -21,13 +21,15 @@ class ConfigError(MinirunError):
 class SyscallError(MinirunError):
     """A kernel call failed: names the call, the errno and the path it was about."""
 
-    def __init__(self, call: str, err: int, path: str | bytes | None = None) -> None:
+    def __init__(self, call: str, err: int, path: str | bytes | None = None,
+                 hint: str | None = None) -> None:
         self.call = call
         self.errno = err
         self.path = os.fsdecode(path) if path is not None else None
         name = _ERRNO_NAMES.get(err, str(err))
         where = f" {self.path}" if self.path else ""
-        super().__init__(f"{call}{where}: {os.strerror(err)} ({name})")
+        why = f": {hint}" if hint else ""
+        super().__init__(f"{call}{where}: {os.strerror(err)} ({name}){why}")
 
 
 def errno_name(err: int) -> str:

@@ -63,7 +63,11 @@ def _run_one(hook: dict, stdin: bytes, where: str) -> None:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 close_fds=True, start_new_session=True)
     except OSError as e:
-        raise HookError(f"{where} {path}: cannot run: {e.strerror}") from None
+        from minirun.diagnose import explain
+
+        cause = explain(path, e.errno or 0)
+        raise HookError(f"{where} {path}: cannot run: {e.strerror}"
+                        + (f": {cause}" if cause else "")) from None
     try:
         out, err = proc.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -5,6 +5,7 @@ csrc/ and turns a failure into a SyscallError carrying the call, errno and path.
 """
 
 from minirun._native import ffi, lib
+from minirun.diagnose import mount_hint
 from minirun.errors import SyscallError
 
 NS_FLAGS = {
@@ -62,7 +63,10 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int,
           data: str | None = None, shown: str | None = None) -> None:
     """mount(2); `shown` is the path to print on error when target is a /proc fd link."""
     ret = lib.mr_mount(_b(source), _b(target), _b(fstype), flags, _b(data))
-    _check(ret, "mount", shown or target)
+    if ret < 0:
+        err = ffi.errno
+        raise SyscallError("mount", err, shown or target,
+                           mount_hint(err, source, fstype, flags, data))
 
 
 def umount2(target: str, flags: int) -> None:

@@ -458,3 +458,31 @@ def test_bash_completion(runtime, tmp_path):
 def test_help_of_unknown_command(runtime):
     r = runtime("help", "bogus", root=False)
     assert r.returncode != 0 and "no command 'bogus'" in r.stderr
+
+
+# ---------------------------------------------------------------- mount and hook errors
+
+
+def test_mount_error_names_the_cause(run_container):
+    r = run_container(["true"], {"mounts": [*_default_mounts(), {
+        "destination": "/x", "type": "nosuchfs", "source": "none"}]})
+    assert r.returncode != 0
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Errno" not in err, err
+    assert "mounts[7]" in err and "no 'nosuchfs' filesystem" in err, err
+
+
+def test_mount_option_error_names_the_option(run_container):
+    r = run_container(["true"], {"mounts": [*_default_mounts(), {
+        "destination": "/x", "type": "tmpfs", "source": "tmpfs", "options": ["bogus=1"]}]})
+    assert r.returncode != 0
+    assert "refused an option in 'bogus=1'" in r.stderr, r.stderr
+
+
+def test_hook_that_cannot_run_says_why(run_container, tmp_path):
+    hook = tmp_path / "hook.sh"
+    hook.write_bytes(b"#!/bin/sh\r\nexit 0\r\n")
+    hook.chmod(0o755)
+    r = run_container(["true"], {"hooks": {"prestart": [{"path": str(hook)}]}})
+    assert r.returncode != 0
+    assert "carriage return" in r.stderr and "Errno" not in r.stderr, r.stderr
