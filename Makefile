@@ -29,7 +29,7 @@ BENCH_ARGS ?=
 MINIRUN  ?= $(PREFIX)/bin/minirun
 
 APT_PACKAGES := busybox-static runc gcc make python3-dev python3-venv libcap-dev \
-                libseccomp-dev iproute2 nftables containerd podman conmon jq
+                libseccomp-dev iproute2 nftables uidmap containerd podman conmon jq
 
 # What the installed package is built from: any change triggers a reinstall.
 # Directories are included so that added or removed files count too.

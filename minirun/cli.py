@@ -15,6 +15,18 @@ from minirun.log import log
 
 DEFAULT_ROOT = "/run/minirun"
 
+
+def default_root() -> str:
+    """/run/minirun for root; for a user without root (as runc), $XDG_RUNTIME_DIR/minirun,
+    else /tmp/minirun-UID: never a directory that user cannot write."""
+    uid = os.geteuid()
+    if uid == 0:
+        return DEFAULT_ROOT
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg) and os.access(xdg, os.W_OK):
+        return os.path.join(xdg, "minirun")
+    return f"/tmp/minirun-{uid}"
+
 # flag -> (destination, takes a value: True, False, or "list" for a repeatable flag),
 # derived from the one table of commands and flags (minirun/commands.py).
 GLOBAL_FLAGS = GLOBAL_TABLE
@@ -166,9 +178,7 @@ def dispatch(command: str, opts: dict, args: list[str]) -> int:
     if command == "spec":
         from minirun.spec import write_default_spec
 
-        if opts.get("rootless"):
-            raise UsageError("spec --rootless is not supported yet")
-        write_default_spec(opts.get("bundle") or ".")
+        write_default_spec(opts.get("bundle") or ".", bool(opts.get("rootless")))
         return 0
     if command == "features":
         from minirun.features import features_json
@@ -193,12 +203,12 @@ def dispatch(command: str, opts: dict, args: list[str]) -> int:
 
         if len(args) > 1:
             raise UsageError("doctor takes at most one bundle directory")
-        return doctor(opts.get("root") or DEFAULT_ROOT, args[0] if args else None)
+        return doctor(opts.get("root") or default_root(), args[0] if args else None)
 
     from minirun import container
     from minirun.state import Store
 
-    store = Store(opts.get("root") or DEFAULT_ROOT)
+    store = Store(opts.get("root") or default_root())
     if command == "list":
         return _list(store, opts, args)
     if command == "kill":

@@ -350,6 +350,7 @@ def _cross_checks(doc: dict, linux: dict) -> None:
         if not linux.get("uidMappings") or not linux.get("gidMappings"):
             raise ConfigError("linux.uidMappings", "a new user namespace needs uidMappings "
                                                    "and gidMappings")
+        _check_mapped(doc.get("process") or {}, linux)
     elif linux.get("uidMappings") or linux.get("gidMappings"):
         raise ConfigError("linux.uidMappings", "id mappings need a new user namespace")
     if linux.get("timeOffsets"):
@@ -358,6 +359,25 @@ def _cross_checks(doc: dict, linux: dict) -> None:
             raise ConfigError("linux.timeOffsets", "time offsets need a new time namespace")
     for key in linux.get("sysctl") or {}:
         _check_sysctl(key, kinds)
+
+
+def _check_mapped(proc: dict, linux: dict) -> None:
+    """The process's ids must exist in the new user namespace (runc: "cannot set uid to
+    unmapped user in user namespace")."""
+    user = proc.get("user") or {}
+
+    def mapped(value: int, key: str) -> bool:
+        return any(m["containerID"] <= value < m["containerID"] + m["size"]
+                   for m in linux.get(key) or [])
+
+    checks = [("process.user.uid", user.get("uid", 0), "uidMappings"),
+              ("process.user.gid", user.get("gid", 0), "gidMappings")]
+    checks += [(f"process.user.additionalGids[{i}]", g, "gidMappings")
+               for i, g in enumerate(user.get("additionalGids") or [])]
+    for field, value, key in checks:
+        if not mapped(value, key):
+            raise ConfigError(field, f"{value} is not mapped in the container's user "
+                                     f"namespace (linux.{key} maps no such id)")
 
 
 def _check_sysctl(key: str, kinds: dict) -> None:

@@ -96,7 +96,8 @@ def _create(store: Store, cid: str, bundle: str, opts: dict) -> int:
         cdir.save_config(cfg)
         with trace.Span("cgroup: create and apply limits"):
             cgroup = container_cgroup.prepare(cid, cfg["linux"])
-        st["cgroup"] = cgroup.record()
+        if cgroup is not None:
+            st["cgroup"] = cgroup.record()
         cdir.write(st)
         with trace.Span("set-up processes (until the init is ready)"):
             pid = _launch(cdir, cid, cfg, bundle, rootfs, opts, session, console, cgroup)
@@ -144,6 +145,11 @@ def _network_request(cfg: dict, opts: dict):
     if not any(flags.values()) and not any(k.startswith("org.minirun.network")
                                            for k in annotations):
         return None  # the default: not even the network package is imported
+    if os.geteuid() != 0 and mode != "none":
+        raise MinirunError(f"--network {mode or 'bridge'}: needs root (a veth pair on the "
+                           "host's bridge, NAT rules); a container of a user without root "
+                           "uses the config's namespaces: the host's network, or its own "
+                           "with only lo")
     from minirun import network
 
     req = network.request_from(flags, annotations)
@@ -213,6 +219,8 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
     launch = init.Launch(cid, cfg, bundle, rootfs, listener, opts, _steps_wanted())
     launch.console = console
     launch.cgroup = cgroup
+    if cgroup is None:
+        launch.own_cgroup = container_cgroup.own_dir()
     # The state lock must not outlive `create` in the container's processes.
     child = session.fork(lambda sock, done: init.setup_process(launch, init.Channel(sock, done)),
                          close=[cdir.fd])

@@ -49,13 +49,21 @@ def v2_mount() -> str:
 _MOUNT: str | None = None
 
 
-def prepare(cid: str, linux: dict) -> Prepared:
+def prepare(cid: str, linux: dict) -> Prepared | None:
+    """The container's cgroup; None for a user without root who owns no cgroup subtree
+    and asks for no limit (as runc: such a container simply has no cgroup of its own)."""
     from minirun import cgroups
 
     mount = v2_mount()
     res = linux.get("resources") or {}
+    if os.geteuid() != 0:
+        path = _rootless_path(mount, cid, linux, res)
+        if path is None:
+            return None
+    else:
+        path = cgroups.resolve_path(linux.get("cgroupsPath"), cid)
     cgroups.validate_resources(res, mount)
-    cg = cgroups.Cgroup(mount, cgroups.resolve_path(linux.get("cgroupsPath"), cid))
+    cg = cgroups.Cgroup(mount, path)
     if cg.exists() and cg.pids():
         raise MinirunError(f"linux.cgroupsPath: cgroup {cg.dir} already has processes "
                            "(another container's?)")
@@ -72,6 +80,40 @@ def prepare(cid: str, linux: dict) -> Prepared:
         cg.destroy()
         raise
     return Prepared(cg, procs_fd, own_fd)
+
+
+def _rootless_path(mount: str, cid: str, linux: dict, res: dict) -> str | None:
+    """A user without root gets a cgroup only inside a cgroup2 subtree it owns (one
+    delegated to it, as systemd does with Delegate=yes): next to its own cgroup. Without
+    one, no cgroup, unless the config asks for limits: then one line says why not."""
+    from minirun.cgroups.host import own_cgroup
+
+    own = own_cgroup().rstrip("/")
+    parent = os.path.dirname(own) or "/"
+    if own and _owned(mount + parent):
+        name = (linux.get("cgroupsPath") or "").strip("/").replace("/", "-") or cid
+        return f"{parent.rstrip('/')}/minirun-{name}"
+    if any(v for k, v in res.items() if k != "devices"):
+        raise MinirunError(
+            f"linux.resources: limits need a cgroup, and uid {os.geteuid()} owns no cgroup2 "
+            f"subtree here ({os.path.normpath(mount + parent)} is not delegated to it: run as "
+            "root, or in a systemd scope with Delegate=yes)")
+    return None
+
+
+def _owned(path: str) -> bool:
+    try:
+        return os.stat(path).st_uid == os.geteuid() and os.access(path, os.W_OK)
+    except OSError:
+        return False
+
+
+def own_dir() -> str:
+    """The cgroup2 directory of this process (what a container without a cgroup of its
+    own shows at /sys/fs/cgroup)."""
+    from minirun.cgroups.host import own_cgroup
+
+    return v2_mount() + own_cgroup().rstrip("/")
 
 
 def warm_up_migration() -> int | None:

@@ -54,7 +54,28 @@ def default_spec() -> dict:
     }
 
 
-def write_default_spec(bundle: str) -> None:
+def rootless_spec(uid: int, gid: int) -> dict:
+    """What `runc spec --rootless` writes: a user namespace mapping the caller to root,
+    the host's network namespace, /sys bound instead of a new sysfs (a user namespace
+    may not mount one for a network namespace it does not own), no resources, and
+    devpts without gid=5 (that group is not mapped)."""
+    spec = default_spec()
+    linux = spec["linux"]
+    linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
+    del linux["resources"]
+    for m in spec["mounts"]:
+        if m["destination"] == "/dev/pts":
+            m["options"] = [o for o in m["options"] if o != "gid=5"]
+        elif m["destination"] == "/sys":
+            m.update(type="none", source="/sys",
+                     options=["rbind", "nosuid", "noexec", "nodev", "ro"])
+    return spec
+
+
+def write_default_spec(bundle: str, rootless: bool = False) -> None:
     path = os.path.join(bundle, "config.json")
     if os.path.exists(path):
         raise MinirunError(f"{path} exists: remove it first")
@@ -63,4 +84,5 @@ def write_default_spec(bundle: str) -> None:
     except OSError as e:
         raise MinirunError(f"cannot write {path}: {e.strerror}") from None
     with os.fdopen(fd, "w") as f:
-        json.dump(default_spec(), f, indent="\t")
+        spec = rootless_spec(os.geteuid(), os.getegid()) if rootless else default_spec()
+        json.dump(spec, f, indent="\t")

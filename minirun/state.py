@@ -34,7 +34,11 @@ class Store:
 
     def claim(self, cid: str) -> "ContainerDir":
         """Create the directory of a new container, locked; fails if the id is in use."""
-        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        try:
+            os.makedirs(self.root, mode=0o711, exist_ok=True)
+        except OSError as e:
+            raise MinirunError(f"--root {self.root}: cannot create it: "
+                               f"{os.strerror(e.errno or 0)}") from None
         path = self.path(cid)
         try:
             os.mkdir(path, 0o711)

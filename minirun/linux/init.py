@@ -80,6 +80,8 @@ class Launch:
         self.debug = debug
         self.console: socket.socket | None = None
         self.cgroup = None  # container_cgroup.Prepared, set by the runtime
+        self.host_euid = os.geteuid()  # the runtime's (before any user namespace)
+        self.own_cgroup = ""  # the runtime's cgroup dir, when the container has none
         self.linux = cfg.get("linux") or {}
         self.plan = namespaces.Plan(self.linux)
         self.seccomp = compile_seccomp(self.linux)
@@ -101,8 +103,16 @@ def setup_process(launch: Launch, chan: Channel) -> None:
         namespaces.join(namespaces.open_joins(plan, tracer), tracer)
         if plan.has_new("user"):
             namespaces.unshare_user(tracer)
+            # A runtime without root can open our /proc/PID/uid_map only while we are
+            # dumpable (as runc's nsexec): only for that moment, and before we have
+            # joined anything of the container's but the new, empty user namespace.
+            rootless = launch.host_euid != 0
+            if rootless:
+                syscalls.set_dumpable(True)
             chan.send({"type": "userns"})
             chan.recv()
+            if rootless:
+                syscalls.set_dumpable(False)
             namespaces.become_root_in_userns(launch.linux)
         _unshare_rest(launch, tracer)
         if plan.has_new("time") and launch.linux.get("timeOffsets"):
@@ -188,7 +198,7 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
                 syscalls.link_up("lo")
         in_userns = "user" in plan.new or "user" in plan.join
         root = rootfs.Rootfs(launch.rootfs, tracer, in_userns, plan.has_new("cgroup"),
-                             launch.cgroup.cg.dir)
+                             launch.cgroup.cg.dir if launch.cgroup else launch.own_cgroup)
         root.prepare(cfg, launch.bundle)
         root.make_cwd(proc.get("cwd") or "/")
         state = _create_hooks(launch, chan, tracer)

@@ -10,6 +10,7 @@ children only: the container's init is forked right after.
 import os
 
 from minirun import syscalls
+from minirun.errors import MinirunError
 from minirun.steps import Tracer
 
 # setns/unshare order: user first; mount last among joins (paths were opened before).
@@ -69,12 +70,52 @@ def _maps_zero(mappings: list | None) -> bool:
 
 
 def write_id_maps(pid: int, linux: dict, tracer: Tracer) -> None:
-    """Runs in minirun's own process (outside): write the child's uid_map/gid_map."""
+    """Runs in minirun's own process (outside): write the child's uid_map/gid_map.
+
+    Root writes any mapping. A user without root may map only its own uid and gid, one
+    id each (and must deny setgroups first); anything more goes through the setuid
+    helpers newuidmap/newgidmap, which check /etc/subuid and /etc/subgid."""
+    if os.geteuid() != 0 and not _maps_only_self(linux):
+        _new_id_maps(pid, linux, tracer)
+        return
     for key, name in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
         text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux[key])
         path = f"/proc/{pid}/{name}"
         with tracer.step("id-map", f"{name} (linux.{key})"):
-            _write(path, text)
+            if name == "gid_map" and os.geteuid() != 0:
+                _write(f"/proc/{pid}/setgroups", "deny")
+            try:
+                _write(path, text)
+            except PermissionError:
+                raise MinirunError(f"linux.{key}: the kernel refused the mapping "
+                                   f"{text.strip()!r} for uid {os.geteuid()} (only root "
+                                   "maps other ids)") from None
+
+
+def _maps_only_self(linux: dict) -> bool:
+    def own(key: str, wanted: int) -> bool:
+        maps = linux.get(key) or []
+        return len(maps) == 1 and maps[0]["hostID"] == wanted and maps[0]["size"] == 1
+
+    return own("uidMappings", os.geteuid()) and own("gidMappings", os.getegid())
+
+
+def _new_id_maps(pid: int, linux: dict, tracer: Tracer) -> None:
+    import shutil
+    import subprocess
+
+    for key, tool in (("uidMappings", "newuidmap"), ("gidMappings", "newgidmap")):
+        path = shutil.which(tool)
+        if path is None:
+            raise MinirunError(f"linux.{key}: mapping more than your own id needs {tool} "
+                               "(Debian package uidmap) and a range in /etc/sub"
+                               f"{'uid' if tool == 'newuidmap' else 'gid'}")
+        args = [str(v) for m in linux[key] for v in (m["containerID"], m["hostID"], m["size"])]
+        with tracer.step("id-map", f"{tool} (linux.{key})"):
+            r = subprocess.run([path, str(pid), *args], capture_output=True, text=True)
+            if r.returncode != 0:
+                why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+                raise MinirunError(f"linux.{key}: {tool} refused the mapping: {why}")
 
 
 def unshare_rest(plan: Plan, tracer: Tracer) -> None:
