@@ -211,6 +211,7 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
             opts: dict, session: SetupSession, console: socket.socket | None,
             cgroup: container_cgroup.Prepared) -> int:
     """Fork the set-up process and serve it until the init is ready for `start`."""
+    from minirun.cgroups.cgroup import join as cgroup_join
     from minirun.linux import init, namespaces
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -234,6 +235,8 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
         "hooks": lambda _: _create_hooks(cfg, short_state, session.target, tracer),
         "seccomp-notify": lambda m: forward_notify_fd(
             cfg, hooks_state(short_state, "creating", session.target), m["fd"]),
+        # A sealed init (linux/sealed.py) holds no cgroup fd: we move it.
+        "cgroup": lambda _: cgroup_join(cgroup.procs_fd, session.target_pid),
     }
     if not session.listen("ready", handlers):
         raise MinirunError("the container's set-up processes exited without a word")

@@ -14,6 +14,7 @@ import os
 import socket
 
 from minirun import config, container_cgroup, syscalls
+from minirun.cgroups.cgroup import join as cgroup_join
 from minirun.container import (
     _pidfd_of,
     _steps_wanted,
@@ -39,8 +40,7 @@ def exec_(store: Store, cid: str, opts: dict, args: list[str]) -> int:
     finally:
         cdir.close()
     proc = process_for_exec(cfg["process"], opts, args)
-    kinds = [ns["type"] for ns in cfg["linux"].get("namespaces") or []]
-    return _spawn(cid, st, proc, kinds, opts, cfg["linux"])
+    return _spawn(cid, st, proc, cfg, opts)
 
 
 def process_for_exec(base: dict, opts: dict, args: list[str]) -> dict:
@@ -110,10 +110,11 @@ def _validate(proc: object, where: str) -> None:
         raise MinirunError(f"{where}: {e}") from None
 
 
-def _spawn(cid: str, st: dict, proc: dict, kinds: list[str], opts: dict,
-           linux: dict) -> int:
-    from minirun.linux import init
+def _spawn(cid: str, st: dict, proc: dict, cfg: dict, opts: dict) -> int:
+    from minirun.linux import init, sealed
 
+    linux = cfg["linux"]
+    kinds = [ns["type"] for ns in linux.get("namespaces") or []]
     detach = bool(opts.get("detach"))
     console, relay_end = _console(proc, opts, detach)
     pidfd = _pidfd_of(st)
@@ -125,21 +126,28 @@ def _spawn(cid: str, st: dict, proc: dict, kinds: list[str], opts: dict,
     launch.console = console
     launch.seccomp = init.compile_seccomp(linux)
     cg = container_cgroup.of(st)
+    cgroup_fd = None
     if cg is not None and cg.exists():
-        launch.cgroup_fd = cg.open_procs()
+        cgroup_fd = cg.open_procs()
+        launch.join_cgroup = True
+    launch.sealed = sealed.exec_needs_seal(cfg, proc, cg.pids if cgroup_fd is not None else None)
     session = SetupSession()
     try:
+        close = [pidfd] if cgroup_fd is None else [pidfd, cgroup_fd]
         session.fork(lambda sock, done: init.exec_setup_process(launch, init.Channel(sock, done)),
-                     close=[pidfd])
+                     close=close)
         if console is not None:
             console.close()
             console = None
         # As runc: the container's state (running, the init's pid) and, at the top
         # level, the pid of the exec'd process.
-        notify = {"seccomp-notify": lambda m: forward_notify_fd(
-            {"linux": linux}, hooks_state(st, "running", st["pid"]), m["fd"],
-            session.target)}
-        session.listen(until=None, handlers=notify)  # end of file: it exec'd (or died)
+        handlers = {
+            "seccomp-notify": lambda m: forward_notify_fd(
+                {"linux": linux}, hooks_state(st, "running", st["pid"]), m["fd"],
+                session.target),
+            "cgroup": lambda m: cgroup_join(cgroup_fd, session.target_pid),
+        }
+        session.listen(until=None, handlers=handlers)  # end of file: it exec'd (or died)
         pid = session.target_pid
         os.waitpid(session.child, 0)
         session.pids.remove(session.child)
@@ -151,8 +159,8 @@ def _spawn(cid: str, st: dict, proc: dict, kinds: list[str], opts: dict,
     finally:
         session.close()
         os.close(pidfd)
-        if launch.cgroup_fd is not None:
-            os.close(launch.cgroup_fd)
+        if cgroup_fd is not None:
+            os.close(cgroup_fd)
         if console is not None:
             console.close()
     log_step("exec", " ".join(proc["args"]), 0.0, None)

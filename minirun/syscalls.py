@@ -37,6 +37,7 @@ RESOLVE_IN_ROOT = lib.RESOLVE_IN_ROOT
 RESOLVE_NO_MAGICLINKS = lib.RESOLVE_NO_MAGICLINKS
 RESOLVE_NO_XDEV = lib.RESOLVE_NO_XDEV
 CLOSE_RANGE_CLOEXEC = lib.CLOSE_RANGE_CLOEXEC
+MOUNT_ATTR_RDONLY = lib.MOUNT_ATTR_RDONLY
 
 
 def _check(ret: int, call: str, path: str | bytes | None = None) -> int:
@@ -130,9 +131,9 @@ def link_up(ifname: str) -> None:
 
 
 def mount_setattr(dirfd: int, path: str, recursive: bool, attr_set: int, attr_clr: int,
-                  shown: str | None = None) -> None:
+                  shown: str | None = None, propagation: int = 0) -> None:
     flags = lib.AT_EMPTY_PATH | (lib.AT_RECURSIVE if recursive else 0)
-    ret = lib.mr_mount_setattr(dirfd, _b(path), flags, attr_set, attr_clr, 0)
+    ret = lib.mr_mount_setattr(dirfd, _b(path), flags, attr_set, attr_clr, propagation)
     _check(ret, "mount_setattr", shown or path)
 
 

@@ -37,13 +37,13 @@ def read_file(path: str) -> str:
         return f.read()
 
 
-def join(procs_fd: int) -> None:
-    """Move the calling process into the cgroup whose cgroup.procs procs_fd is open on
-    (see Cgroup.open_procs): the kernel checks the credentials of the opener, so this
-    works after the caller dropped its privileges or entered its namespaces."""
+def join(procs_fd: int, pid: int = 0) -> None:
+    """Move the calling process (or `pid`) into the cgroup whose cgroup.procs procs_fd
+    is open on (see Cgroup.open_procs): the kernel checks the credentials of the opener,
+    so this works after the caller dropped its privileges or entered its namespaces."""
     for attempt in range(5):
         try:
-            os.write(procs_fd, b"0")
+            os.write(procs_fd, str(pid).encode())
             return
         except OSError as e:
             if e.errno != errno.EINVAL or attempt == 4:

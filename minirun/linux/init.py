@@ -24,7 +24,7 @@ import time
 
 from minirun import syscalls, terminal
 from minirun.cgroups.cgroup import join as cgroup_join
-from minirun.linux import namespaces, process, rootfs
+from minirun.linux import namespaces, process, rootfs, sealed
 from minirun.steps import Tracer
 
 
@@ -85,20 +85,62 @@ class Launch:
         self.linux = cfg.get("linux") or {}
         self.plan = namespaces.Plan(self.linux)
         self.seccomp = compile_seccomp(self.linux)
+        self.sealed = sealed.create_needs_seal(self.linux)
         self.hooks = {k for k, v in (cfg.get("hooks") or {}).items() if v}
         if self.hooks:
             from minirun import hooks  # noqa: F401 - loaded now: no Python library later
 
 
 def setup_process(launch: Launch, chan: Channel) -> None:
-    """The intermediate process: namespaces, then fork the init into them."""
-    tracer = Tracer(chan.step if launch.debug else None)
+    """The intermediate process: namespaces, then fork the init into them; sealed
+    first when asked (linux/sealed.py)."""
     try:
         if launch.debug:
             import traceback  # noqa: F401 - needed after pivot_root, where it cannot load
         syscalls.set_pdeathsig(signal.SIGKILL)
         # Non-dumpable before entering any of the container's namespaces (CVE-2019-5736).
         syscalls.set_dumpable(False)
+        if launch.sealed:
+            _reexec_sealed(launch, chan)
+    except BaseException as e:  # noqa: BLE001 - everything must reach the runtime
+        chan.fail(e, launch.debug)
+        os._exit(1)
+    _setup_namespaces(launch, chan)
+
+
+def _reexec_sealed(launch: Launch, chan: Channel) -> None:
+    import time
+
+    host_mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    keep = [chan.done_fd, host_mnt, *range(3, 3 + launch.preserve_fds)]
+    if launch.cgroup is not None:
+        keep += [fd for fd in (launch.cgroup.procs_fd, launch.cgroup.own_fd) if fd is not None]
+    sealed.reexec(_setup_sealed, (launch, chan, host_mnt, time.monotonic()), keep)
+
+
+def _setup_sealed(launch: Launch, chan: Channel, host_mnt: int, sealed_at: float) -> None:
+    """setup_process, re-executed from read-only mounts."""
+    try:
+        if launch.debug:
+            import time
+            import traceback  # noqa: F401 - needed after pivot_root, where it cannot load
+
+            chan.step("seal", "re-exec on read-only mounts", time.monotonic() - sealed_at, None)
+        # Back to the runtime's mount namespace, which the container's is copied from;
+        # what the kernel mapped stays mapped from the read-only view.
+        syscalls.setns(host_mnt, syscalls.NS_FLAGS["mount"], "/proc/self/ns/mnt")
+        os.close(host_mnt)
+        if launch.hooks:
+            from minirun import hooks  # noqa: F401 - loaded now: no Python library later
+    except BaseException as e:  # noqa: BLE001 - everything must reach the runtime
+        chan.fail(e, launch.debug)
+        os._exit(1)
+    _setup_namespaces(launch, chan)
+
+
+def _setup_namespaces(launch: Launch, chan: Channel) -> None:
+    tracer = Tracer(chan.step if launch.debug else None)
+    try:
         plan = launch.plan
         namespaces.join(namespaces.open_joins(plan, tracer), tracer)
         if plan.has_new("user"):
@@ -115,6 +157,8 @@ def setup_process(launch: Launch, chan: Channel) -> None:
                 syscalls.set_dumpable(False)
             namespaces.become_root_in_userns(launch.linux)
         _unshare_rest(launch, tracer)
+        if launch.sealed:
+            _drop_cgroup_fds(launch)
         if plan.has_new("time") and launch.linux.get("timeOffsets"):
             # Written by the runtime: we are non-dumpable, so our /proc files are root's
             # (the host's root) and a user namespace's root cannot write them.
@@ -231,7 +275,11 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
         if launch.cgroup is not None:
             # Last: what Python allocated before stays charged outside the container.
             with tracer.step("cgroup", f"join {launch.cgroup.cg.path}"):
-                cgroup_join(launch.cgroup.procs_fd)
+                if launch.sealed:
+                    chan.send({"type": "cgroup"})
+                    chan.recv()
+                else:
+                    cgroup_join(launch.cgroup.procs_fd)
         syscalls.set_pdeathsig(0)  # the set-up process exits once we are ready
         chan.send({"type": "ready"})
         chan.sock.close()
@@ -257,6 +305,16 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
             except OSError:
                 pass
     os._exit(1)
+
+
+def _drop_cgroup_fds(launch: Launch) -> None:
+    """A sealed init is seen by the processes of the pid namespace it joins: it gets no
+    fd on a host cgroup.procs to reach through /proc/PID/fd (the runtime moves it)."""
+    cg = launch.cgroup
+    if cg is not None:
+        for fd in (cg.procs_fd, cg.own_fd):
+            if fd is not None:
+                os.close(fd)
 
 
 NOTIFY_MARK = b"\0seccomp-notify"  # on the exec.sock connection: an fd, not an error
@@ -335,19 +393,46 @@ class ExecLaunch:
         self.debug = debug
         self.console: socket.socket | None = None
         self.seccomp = None  # the container's filter applies to exec'd processes too
-        self.cgroup_fd: int | None = None  # the container's cgroup.procs
+        self.join_cgroup = False  # ask the runtime to move the process into the cgroup
+        self.sealed = False  # re-exec from read-only mounts first (linux/sealed.py)
 
 
 def exec_setup_process(launch: ExecLaunch, chan: Channel) -> None:
     """Join every namespace of the container's init, then fork the process into them
-    (a pid namespace applies to children only)."""
-    tracer = Tracer(chan.step if launch.debug else None)
+    (a pid namespace applies to children only); sealed first when asked."""
     try:
         if launch.debug:
             import traceback  # noqa: F401 - cannot be loaded inside the container
         # Non-dumpable before entering any of the container's namespaces (CVE-2019-5736).
         syscalls.set_dumpable(False)
-        opened = namespaces.open_of_process(launch.init_pid, launch.kinds, tracer)
+        if launch.sealed:
+            import time
+
+            # The --preserve-fds range goes through exec as it is.
+            keep = [chan.done_fd, *range(3, 3 + launch.preserve_fds)]
+            sealed.reexec(_exec_join_and_fork, (launch, chan, time.monotonic()), keep)
+        _exec_join_and_fork(launch, chan, None)
+    except BaseException as e:  # noqa: BLE001 - everything must reach the runtime
+        chan.fail(e, launch.debug)
+        os._exit(1)
+
+
+def _exec_join_and_fork(launch: ExecLaunch, chan: Channel, sealed_at: float | None) -> None:
+    tracer = Tracer(chan.step if launch.debug else None)
+    try:
+        kinds = launch.kinds
+        if sealed_at is not None:
+            import time
+
+            if launch.debug:
+                import traceback  # noqa: F401 - cannot be loaded inside the container
+
+                chan.step("seal", "re-exec on read-only mounts", time.monotonic() - sealed_at,
+                          None)
+            # Out of our private read-only view, into the init's (the host's if the
+            # container has no mount namespace of its own).
+            kinds = [*kinds, "mount"]
+        opened = namespaces.open_of_process(launch.init_pid, kinds, tracer)
         namespaces.join(opened, tracer)
         fork_gated(lambda: exec_process_main(launch, chan), chan)
     except BaseException as e:  # noqa: BLE001 - everything must reach the runtime
@@ -378,10 +463,13 @@ def exec_process_main(launch: ExecLaunch, chan: Channel) -> None:
         if nnp:
             process.set_no_new_privs(tracer)
         process.close_fds_for_exec(launch.preserve_fds)
+        if launch.join_cgroup:
+            # Late (our memory stays charged outside), and by the runtime: an fd on a
+            # host cgroup.procs here would be reachable through /proc/PID/fd.
+            chan.send({"type": "cgroup"})
+            chan.recv()
         if launch.seccomp is not None and nnp:
             _load_seccomp(launch.seccomp, tracer, lambda fd: _notify_via(chan, fd))
-        if launch.cgroup_fd is not None:
-            cgroup_join(launch.cgroup_fd)  # last: our memory stays charged outside
         process.exec_process(path, proc, env)
     except BaseException as e:  # noqa: BLE001
         chan.fail(e, launch.debug)

@@ -256,6 +256,7 @@ class Filter:
 
     def __init__(self, ctx, seccomp: dict) -> None:
         self.ctx = ctx
+        self.doc = seccomp  # to build it again in a sealed set-up process (linux/sealed.py)
         self.notify = False            # has SCMP_ACT_NOTIFY rules: load() returns an fd
         self.listener_path: str | None = seccomp.get("listenerPath")
         self.listener_metadata: str = seccomp.get("listenerMetadata") or ""
