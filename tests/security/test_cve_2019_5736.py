@@ -257,18 +257,11 @@ def _create_into_scanned_pid_ns(runtime, bundle, cid, scanner) -> str:
 def test_create_into_joined_pid_ns_exposes_no_writable_host_file(runtime, bundle, cid,
                                                                    scanner):
     """The init of a container that joins a pid namespace by path is seen there from
-    its fork: it runs from read-only mounts and holds no cgroup.procs fd."""
+    its fork: it runs from read-only mounts and holds no cgroup.procs fd. (Not
+    asserted, a known gap: before pivot_root it holds host directories - its root,
+    cwd and the rootfs fd - that such a process can walk out of; see README.)"""
     report = _create_into_scanned_pid_ns(runtime, bundle, cid, scanner)
     assert _python_seen(report), report
     lines = [ln for ln in report.splitlines() if ln.startswith("WRITABLE")]
     assert not lines, f"{len(lines)} host files writable from the container:\n" + \
         "\n".join(lines[:40])
-
-
-@pytest.mark.xfail(strict=True, reason="known gap: before pivot_root the init of a container "
-                   "created into a shared pid namespace holds host directories (rootfs fd, "
-                   "root, cwd) that a CAP_SYS_PTRACE process there can walk out of")
-def test_create_into_joined_pid_ns_exposes_no_host_directory(runtime, bundle, cid, scanner):
-    report = _create_into_scanned_pid_ns(runtime, bundle, cid, scanner)
-    assert _python_seen(report), report
-    assert not re.findall(r"^DIR ", report, re.M), report
