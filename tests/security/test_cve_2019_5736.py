@@ -265,3 +265,41 @@ def test_create_into_joined_pid_ns_exposes_no_writable_host_file(runtime, bundle
     lines = [ln for ln in report.splitlines() if ln.startswith("WRITABLE")]
     assert not lines, f"{len(lines)} host files writable from the container:\n" + \
         "\n".join(lines[:40])
+
+
+def _cfg(bounding: list[str], namespaces: list[dict]) -> dict:
+    return {"process": {"capabilities": {"bounding": bounding}},
+            "linux": {"namespaces": namespaces}}
+
+
+OWN = [{"type": "pid"}, {"type": "mount"}]
+
+
+@pytest.mark.parametrize("cfg,proc_caps,pids,want", [
+    (_cfg([], OWN), [], [], False),  # nobody can ptrace: the fast path
+    (_cfg([], OWN), ["CAP_SYS_PTRACE"], [], True),  # exec --cap CAP_SYS_PTRACE
+    (_cfg(["CAP_SYS_PTRACE"], OWN), [], [], True),  # the container's own processes
+    (_cfg([], [{"type": "pid", "path": "/proc/1/ns/pid"}, {"type": "mount"}]), [], [],
+     True),  # a shared pid namespace: processes we cannot enumerate
+    (_cfg([], OWN), [], None, True),  # no cgroup to enumerate the processes with
+    (_cfg([], OWN), [], ["self"], True),  # a running process holds it (pytest does)
+    (_cfg(["CAP_SYS_PTRACE"], [*OWN, {"type": "user"}]), ["CAP_SYS_PTRACE"], ["self"],
+     False),  # a user namespace of its own: CAP_SYS_PTRACE there is not the host's
+])
+def test_when_exec_is_sealed(cfg, proc_caps, pids, want):
+    import os
+
+    from minirun.linux import sealed
+
+    lister = None if pids is None else (lambda: [os.getpid() for _ in pids])
+    proc = {"capabilities": {"bounding": proc_caps}}
+    assert sealed.exec_needs_seal(cfg, proc, lister) is want
+
+
+def test_when_create_is_sealed():
+    from minirun.linux import sealed
+
+    joined = [{"type": "pid", "path": "/proc/1/ns/pid"}, {"type": "mount"}]
+    assert sealed.create_needs_seal({"namespaces": joined})
+    assert not sealed.create_needs_seal({"namespaces": OWN})
+    assert not sealed.create_needs_seal({"namespaces": [*joined, {"type": "user"}]})
