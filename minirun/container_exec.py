@@ -130,7 +130,8 @@ def _spawn(cid: str, st: dict, proc: dict, cfg: dict, opts: dict) -> int:
     if cg is not None and cg.exists():
         cgroup_fd = cg.open_procs()
         launch.join_cgroup = True
-    launch.sealed = sealed.exec_needs_seal(cfg, proc, cg.pids if cgroup_fd is not None else None)
+    launch.sealed = sealed.exec_needs_seal(cfg, proc, cg.pids if cgroup_fd is not None else None,
+                                           st["pid"])
     session = SetupSession()
     try:
         close = [pidfd] if cgroup_fd is None else [pidfd, cgroup_fd]

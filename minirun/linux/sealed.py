@@ -44,8 +44,23 @@ def _may_ptrace(proc: dict | None) -> bool:
     return PTRACE in (caps.get("bounding") or [])
 
 
-def _own_user_ns(linux: dict) -> bool:
-    return any(ns.get("type") == "user" for ns in linux.get("namespaces") or [])
+def _own_user_ns(linux: dict, init_pid: int | None = None) -> bool:
+    """Does the container have a user namespace other than ours? One joined by path
+    may be ours (the initial one), where CAP_SYS_PTRACE is the host's."""
+    for ns in linux.get("namespaces") or []:
+        if ns.get("type") == "user":
+            if init_pid is not None:
+                return _other_than_ours(f"/proc/{init_pid}/ns/user")
+            return not ns.get("path") or _other_than_ours(ns["path"])
+    return False
+
+
+def _other_than_ours(path: str) -> bool:
+    try:
+        theirs, ours = os.stat(path), os.stat("/proc/self/ns/user")
+    except OSError:
+        return False  # not ours to judge: seal
+    return (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino)
 
 
 def _joined(linux: dict, kind: str) -> bool:
@@ -53,7 +68,8 @@ def _joined(linux: dict, kind: str) -> bool:
                for ns in linux.get("namespaces") or [])
 
 
-def exec_needs_seal(cfg: dict, proc: dict, pids: Callable[[], list[int]] | None) -> bool:
+def exec_needs_seal(cfg: dict, proc: dict, pids: Callable[[], list[int]] | None,
+                    init_pid: int | None = None) -> bool:
     """Seal `exec` unless no process that can see its set-up child could ptrace it:
     a container with a user namespace of its own never can (CAP_SYS_PTRACE there does
     not reach the initial one); otherwise the new process, the container's init or a
@@ -61,7 +77,7 @@ def exec_needs_seal(cfg: dict, proc: dict, pids: Callable[[], list[int]] | None)
     pid namespace joined by path is shared with processes we cannot enumerate.
     `pids` lists the container's processes (None when it has no cgroup: seal)."""
     linux = cfg.get("linux") or {}
-    if _own_user_ns(linux):
+    if _own_user_ns(linux, init_pid):
         return False
     if _may_ptrace(proc) or _may_ptrace(cfg.get("process")) or _joined(linux, "pid"):
         return True

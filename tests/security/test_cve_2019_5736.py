@@ -285,6 +285,8 @@ OWN = [{"type": "pid"}, {"type": "mount"}]
     (_cfg([], OWN), [], ["self"], True),  # a running process holds it (pytest does)
     (_cfg(["CAP_SYS_PTRACE"], [*OWN, {"type": "user"}]), ["CAP_SYS_PTRACE"], ["self"],
      False),  # a user namespace of its own: CAP_SYS_PTRACE there is not the host's
+    (_cfg([], [*OWN, {"type": "user", "path": "/proc/self/ns/user"}]), ["CAP_SYS_PTRACE"],
+     [], True),  # "its own" user namespace is the host's, joined by path
 ])
 def test_when_exec_is_sealed(cfg, proc_caps, pids, want):
     import os
@@ -303,3 +305,5 @@ def test_when_create_is_sealed():
     assert sealed.create_needs_seal({"namespaces": joined})
     assert not sealed.create_needs_seal({"namespaces": OWN})
     assert not sealed.create_needs_seal({"namespaces": [*joined, {"type": "user"}]})
+    host_user = {"type": "user", "path": "/proc/self/ns/user"}
+    assert sealed.create_needs_seal({"namespaces": [*joined, host_user]})
