@@ -454,6 +454,7 @@ def exec_process_main(launch: ExecLaunch, chan: Channel) -> None:
         process.apply_rlimits(proc.get("rlimits") or [], tracer)
         nnp = proc.get("noNewPrivileges")
         if launch.seccomp is not None and not nnp:
+            _exec_join_cgroup(launch, chan)  # before the filter can refuse our messages
             _load_seccomp(launch.seccomp, tracer, lambda fd: _notify_via(chan, fd))
         process.switch_user(proc, "user" in launch.kinds, tracer)
         process.enter_cwd(proc.get("cwd") or "/", tracer)
@@ -463,14 +464,20 @@ def exec_process_main(launch: ExecLaunch, chan: Channel) -> None:
         if nnp:
             process.set_no_new_privs(tracer)
         process.close_fds_for_exec(launch.preserve_fds)
-        if launch.join_cgroup:
-            # Late (our memory stays charged outside), and by the runtime: an fd on a
-            # host cgroup.procs here would be reachable through /proc/PID/fd.
-            chan.send({"type": "cgroup"})
-            chan.recv()
+        _exec_join_cgroup(launch, chan)
         if launch.seccomp is not None and nnp:
             _load_seccomp(launch.seccomp, tracer, lambda fd: _notify_via(chan, fd))
         process.exec_process(path, proc, env)
     except BaseException as e:  # noqa: BLE001
         chan.fail(e, launch.debug)
     os._exit(127)
+
+
+def _exec_join_cgroup(launch: ExecLaunch, chan: Channel) -> None:
+    """Into the container's cgroup: late (our memory stays charged outside), and by
+    the runtime: an fd on a host cgroup.procs here would be reachable through
+    /proc/PID/fd."""
+    if launch.join_cgroup:
+        chan.send({"type": "cgroup"})
+        chan.recv()
+        launch.join_cgroup = False
