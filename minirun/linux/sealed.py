@@ -158,10 +158,17 @@ def reexec(fn: Callable, args: tuple, keep: Iterable[int] = ()) -> None:
 
 
 def _private_readonly_mounts() -> None:
-    """A mount namespace of our own, every mount private and read-only."""
-    syscalls.unshare(syscalls.NS_FLAGS["mount"])
-    syscalls.mount_setattr(AT_FDCWD, "/", True, syscalls.MOUNT_ATTR_RDONLY, 0,
-                           propagation=syscalls.MS_PRIVATE)
+    """A mount namespace of our own, every mount private and read-only. Failing
+    closed: without it the container could reach the host's files."""
+    from minirun.errors import MinirunError
+
+    try:
+        syscalls.unshare(syscalls.NS_FLAGS["mount"])
+        syscalls.mount_setattr(AT_FDCWD, "/", True, syscalls.MOUNT_ATTR_RDONLY, 0,
+                               propagation=syscalls.MS_PRIVATE)
+    except MinirunError as e:
+        raise MinirunError(f"seal the set-up process (the container may hold "
+                           f"CAP_SYS_PTRACE without a user namespace): {e}") from None
 
 
 AT_FDCWD = -100

@@ -307,3 +307,19 @@ def test_when_create_is_sealed():
     assert not sealed.create_needs_seal({"namespaces": [*joined, {"type": "user"}]})
     host_user = {"type": "user", "path": "/proc/self/ns/user"}
     assert sealed.create_needs_seal({"namespaces": [*joined, host_user]})
+
+
+def test_sealing_failure_is_one_clear_line(monkeypatch):
+    """When the read-only view cannot be made, the set-up fails closed, saying why."""
+    from minirun import syscalls
+    from minirun.errors import MinirunError, SyscallError
+    from minirun.linux import sealed
+
+    def refuse(flags: int) -> None:
+        raise SyscallError("unshare", 1)
+
+    monkeypatch.setattr(syscalls, "unshare", refuse)
+    with pytest.raises(MinirunError) as e:
+        sealed._private_readonly_mounts()
+    assert str(e.value) == ("seal the set-up process (the container may hold CAP_SYS_PTRACE "
+                            "without a user namespace): unshare: Operation not permitted (EPERM)")
