@@ -334,7 +334,6 @@ def _resources(res: dict) -> None:
 
 SEMVER_RE = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
                        r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?")
-ID_RE = re.compile(r"[\w+\-.]+", re.ASCII)
 
 
 def _cross_checks(doc: dict, linux: dict) -> None:
@@ -401,8 +400,6 @@ def _check_sysctl(key: str, kinds: dict) -> None:
 
 
 def check_id(container_id: str) -> None:
-    if not ID_RE.fullmatch(container_id) or container_id in (".", ".."):
-        from minirun.errors import MinirunError
+    from minirun.ids import check_id as check
 
-        raise MinirunError(f"invalid container id {container_id!r}: use letters, digits "
-                           "and _ + - . only")
+    check(container_id)

@@ -215,7 +215,11 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
     from minirun.linux import init, namespaces
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(_sock_path(cdir))
+    old_umask = os.umask(0o177)  # exec.sock 0600 whatever the caller's umask (as runc)
+    try:
+        listener.bind(_sock_path(cdir))
+    finally:
+        os.umask(old_umask)
     listener.listen(1)
     launch = init.Launch(cid, cfg, bundle, rootfs, listener, opts, _steps_wanted())
     launch.console = console

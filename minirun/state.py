@@ -13,6 +13,7 @@ import os
 import time
 
 from minirun.errors import MinirunError
+from minirun.ids import check_id
 
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
@@ -30,18 +31,21 @@ class Store:
         self.root = os.path.abspath(root)
 
     def path(self, cid: str) -> str:
+        """ROOT/ID, for a valid id only: every command goes through here, so an id like
+        `../other-root/x` or `/abs` never reaches the filesystem."""
+        check_id(cid)
         return os.path.join(self.root, cid)
 
     def claim(self, cid: str) -> "ContainerDir":
         """Create the directory of a new container, locked; fails if the id is in use."""
         try:
-            os.makedirs(self.root, mode=0o711, exist_ok=True)
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
         except OSError as e:
             raise MinirunError(f"--root {self.root}: cannot create it: "
                                f"{os.strerror(e.errno or 0)}") from None
         path = self.path(cid)
         try:
-            os.mkdir(path, 0o711)
+            os.mkdir(path, 0o700)  # config.json holds process.env: secrets stay root's
         except FileExistsError:
             raise MinirunError(f"container {cid!r} already exists "
                                f"(in {self.root}; `delete` it first)") from None
@@ -86,14 +90,12 @@ class ContainerDir:
 
     def write(self, state: dict) -> None:
         tmp = os.path.join(self.path, f".{STATE_FILE}.tmp")
-        with open(tmp, "w") as f:
-            json.dump(state, f)
+        _write_private(tmp, json.dumps(state))
         os.rename(tmp, os.path.join(self.path, STATE_FILE))
 
     def save_config(self, cfg: dict) -> None:
         """The validated config, for `exec` defaults and hooks run after `create`."""
-        with open(os.path.join(self.path, CONFIG_FILE), "w") as f:
-            json.dump(cfg, f)
+        _write_private(os.path.join(self.path, CONFIG_FILE), json.dumps(cfg))
 
     def load_config(self) -> dict:
         with open(os.path.join(self.path, CONFIG_FILE)) as f:
@@ -111,6 +113,13 @@ class ContainerDir:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _write_private(path: str, text: str) -> None:
+    """A file only its owner reads (0600 whatever the umask), as runc's state files."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def rfc3339_now() -> str:

@@ -1,0 +1,97 @@
+"""The state under --root: ids validated by every command before the filesystem is
+touched (issue 13, item 5), and state that other local users cannot read or use
+whatever the umask (item 8)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import TIMEOUT
+
+BAD_IDS = ["../victim-root/victim", "/tmp", "..", "a/b", "x" * 256, ""]
+# every command that takes an id, with what it needs after it
+COMMANDS = [["delete", "--force"], ["delete"], ["kill"], ["kill", "--all"], ["state"],
+            ["start"], ["pause"], ["resume"], ["ps"], ["events", "--stats"],
+            ["update", "--pids-limit", "10"], ["exec"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: "-".join(c))
+def test_every_command_refuses_a_path_as_id(runtime, bundle, command, tmp_path):
+    # a container in a sibling root that `../victim-root/victim` would reach
+    vroot = runtime.root.parent / "victim-root"
+    victim_rt = type(runtime)(runtime.binary, vroot, tmp_path / "io-victim", runtime.ctx,
+                              name="victim")
+    runtime.ctx.runtimes.append(victim_rt)
+    runtime.ctx.ids.append("victim")
+    victim_rt.ok("create", "--bundle", bundle(["sleep", "1000"]), "victim")
+    runtime.root.mkdir(parents=True, exist_ok=True)
+    args = [*command, "../victim-root/victim"]
+    if command == ["exec"]:
+        args.append("true")
+    if command[0] == "kill" and "--all" not in command:
+        args.append("KILL")
+    r = runtime(*args)
+    assert r.returncode != 0, r
+    assert "invalid container id" in r.stderr and "Traceback" not in r.stderr, r
+    assert victim_rt.state("victim")["status"] == "created"  # untouched
+
+
+@pytest.mark.parametrize("bad", BAD_IDS, ids=range(len(BAD_IDS)))
+def test_bad_ids_refused_by_delete_force(runtime, bad):
+    r = runtime("delete", "--force", bad)
+    assert r.returncode != 0 and "invalid container id" in r.stderr, r
+
+
+def _run_with_umask(runtime, *args, umask: int = 0):
+    with open(runtime.workdir / "umask.out", "wb") as out:
+        return subprocess.run(runtime.argv(*args), stdin=subprocess.DEVNULL, stdout=out,
+                              stderr=subprocess.STDOUT, umask=umask, timeout=TIMEOUT)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_state_is_private_whatever_the_umask(runtime, bundle, cid):
+    c = cid()
+    b = bundle(["sleep", "1000"], {"process": {"env": ["PATH=/bin", "SECRET=hunter2"]}})
+    r = _run_with_umask(runtime, "create", "--bundle", b, c, umask=0)
+    assert r.returncode == 0, (runtime.workdir / "umask.out").read_text()
+    cdir = runtime.root / c
+    assert _mode(runtime.root) == 0o700
+    assert _mode(cdir) == 0o700
+    for name in ("state.json", "config.json"):
+        assert _mode(cdir / name) == 0o600, name
+    assert stat.S_ISSOCK(os.lstat(cdir / "exec.sock").st_mode)
+    assert _mode(cdir / "exec.sock") == 0o600
+    assert "hunter2" in (cdir / "config.json").read_text()  # the secret is there: guarded
+    runtime.ok("delete", "--force", c)
+
+
+def test_other_users_cannot_start_a_created_container(runtime, bundle, cid, public_tmp):
+    # A --root every user can reach (pytest's own tmp dir is 0700 and would hide it).
+    runtime.root = public_tmp / "root"
+    c = cid()
+    assert _run_with_umask(runtime, "create", "--bundle", bundle(["true"]), c).returncode == 0
+    sock = runtime.root / c / "exec.sock"
+    link = Path(tempfile.mkdtemp(prefix="mr-", dir="/tmp")) / "s"  # AF_UNIX paths are short
+    link.parent.chmod(0o711)
+    link.symlink_to(sock)
+    try:
+        probe = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             "/usr/bin/python3", "-c",
+             f"import socket; socket.socket(socket.AF_UNIX).connect({str(link)!r})"],
+            capture_output=True, text=True, timeout=TIMEOUT)
+    finally:
+        link.unlink()
+        link.parent.rmdir()
+    assert probe.returncode != 0 and "PermissionError" in probe.stderr, probe
+    assert json.loads(runtime.ok("state", c).stdout)["status"] == "created"
+    runtime.ok("delete", "--force", c)
