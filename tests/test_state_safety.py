@@ -95,3 +95,23 @@ def test_other_users_cannot_start_a_created_container(runtime, bundle, cid, publ
     assert probe.returncode != 0 and "PermissionError" in probe.stderr, probe
     assert json.loads(runtime.ok("state", c).stdout)["status"] == "created"
     runtime.ok("delete", "--force", c)
+
+
+# ---------------------------------------------------------------- /etc/passwd (item 7)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "huge"])
+def test_hostile_passwd_neither_hangs_nor_grows(run_container, bundle, kind):
+    b = bundle(["sh", "-c", "echo HOME=$HOME"])
+    passwd = b / "rootfs" / "etc" / "passwd"
+    passwd.unlink()
+    if kind == "fifo":
+        os.mkfifo(passwd)
+    elif kind == "dev-zero":
+        passwd.symlink_to("/dev/zero")
+    else:  # 64 MiB without the uid: read only up to the bound, then HOME=/
+        with open(passwd, "wb") as f:
+            f.truncate(64 << 20)
+    r = run_container([], bundle_dir=b, timeout=30)
+    assert r.returncode == 0, r.result
+    assert "HOME=/" in r.stdout

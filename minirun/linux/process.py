@@ -176,15 +176,11 @@ def process_env(proc: dict) -> dict[str, str]:
 
 
 def _home_of(uid: int) -> str:
-    try:
-        with open("/etc/passwd") as f:
-            for line in f:
-                fields = line.rstrip("\n").split(":")
-                if len(fields) >= 6 and fields[2] == str(uid):
-                    return fields[5] or "/"
-    except OSError:
-        pass
-    return "/"
+    """HOME from the image's /etc/passwd (after pivot_root: the container's own). Only a
+    regular file, read without blocking and bounded: a FIFO there must not hang
+    create, /dev/zero must not grow us (issue 13, item 7)."""
+    entry = diagnose.passwd_entry(diagnose.same, uid)
+    return (entry[5] if entry and len(entry) > 5 else "") or "/"
 
 
 def exec_process(path: str, proc: dict, env: dict[str, str]) -> None:
