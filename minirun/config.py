@@ -341,6 +341,12 @@ def _cross_checks(doc: dict, linux: dict) -> None:
     if "mount" not in kinds:
         raise ConfigError("linux.namespaces", "a mount namespace is required "
                                               "(minirun pivots into root.path)")
+    if kinds["mount"].get("path"):
+        i = next(i for i, ns in enumerate(linux["namespaces"]) if ns["type"] == "mount")
+        raise ConfigError(f"linux.namespaces[{i}].path",
+                          "joining a mount namespace is refused: minirun would mount, pivot "
+                          "and unmount inside it, and it may be the host's (give the "
+                          "container a new one)")
     if (doc.get("hostname") or doc.get("domainname")) and "uts" not in kinds:
         which = "hostname" if doc.get("hostname") else "domainname"
         raise ConfigError(which, "cannot be set without a new uts namespace")

@@ -250,7 +250,6 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
         root.set_propagation(linux.get("rootfsPropagation"))
         rootfs.write_sysctls(linux.get("sysctl") or {}, tracer)
         rootfs.readonly_paths(linux.get("readonlyPaths") or [], tracer)
-        rootfs.mask_paths(linux.get("maskedPaths") or [], tracer)
         if cfg["root"].get("readonly"):
             rootfs.readonly_root(tracer)
         if proc.get("terminal") and launch.console is not None:

@@ -107,10 +107,10 @@ class Rootfs:
         for i, m in enumerate(mounts):
             with self.tracer.step("mount", f"{m['destination']} (mounts[{i}])"):
                 self.mount(m, bundle, f"mounts[{i}]")
-        if any(os.path.normpath(m["destination"]) == "/dev" for m in mounts):
-            self.populate_dev(linux.get("devices") or [])
-        elif linux.get("devices"):
-            self.create_devices(linux["devices"], "linux.devices")
+        # The spec's default devices, with or without a /dev mount (as runc): a container
+        # never depends on nodes (or symlinks) the image put in its /dev.
+        self.populate_dev(linux.get("devices") or [])
+        self.mask_paths(linux.get("maskedPaths") or [])
 
     def mount(self, m: dict, bundle: str, where: str) -> None:
         opts = mountopts.parse(m.get("options") or [])
@@ -129,6 +129,8 @@ class Rootfs:
                                   f"{source}: {os.strerror(e.errno or 0)}") from None
         else:
             is_dir = True
+            if kind in ("proc", "sysfs"):
+                self._check_ordinary_dir(dest, kind, where)
         under = self.make_path(dest, is_dir)
         try:
             if is_bind:
@@ -143,6 +145,25 @@ class Rootfs:
                         sc.mount_setattr(top.fd, "", True, opts.attr_set, opts.attr_clr, dest)
         finally:
             os.close(under)
+
+    def _check_ordinary_dir(self, dest: str, kind: str, where: str) -> None:
+        """procfs and sysfs go on a real directory only, never through a symlink (runc
+        1.1: CVE-2019-19921, CVE-2023-27561, CVE-2023-28642)."""
+        parent, name = os.path.split(os.path.normpath("/" + dest))
+        try:
+            pfd = self.open_in_root(parent or "/")
+        except SyscallError:
+            return  # created below as directories
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False) if name else None
+        except FileNotFoundError:
+            st = None
+        finally:
+            os.close(pfd)
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"{where}.destination",
+                              f'filesystem "{kind}" must be mounted on ordinary directory '
+                              f"({dest} is a {'symlink' if stat.S_ISLNK(st.st_mode) else 'file'})")
 
     def _bind(self, source: str, under: int, dest: str, opts: mountopts.ParsedOptions) -> None:
         flags = opts.flags & (sc.MS_BIND | sc.MS_REC)
@@ -185,6 +206,31 @@ class Rootfs:
     def _reopen(self, dest: str) -> "_Fd":
         """An fd on what is mounted at `dest` now (the one taken before is underneath)."""
         return _Fd(self.open_in_root(dest))
+
+    def mask_paths(self, paths: list[str]) -> None:
+        """linux.maskedPaths, before pivot_root: a file is covered with the host's
+        /dev/null, opened by minirun itself and checked to be that device (never a path
+        the image controls: its /dev/null could be a symlink to a host file); a
+        directory with an empty read-only tmpfs. Destinations resolve inside the root."""
+        null = _host_null()
+        try:
+            for i, path in enumerate(paths):
+                with self.tracer.step("mask", f"{path} (linux.maskedPaths[{i}])"):
+                    try:
+                        fd = self.open_in_root(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+                    except SyscallError as e:
+                        if e.errno in (2, 20, 40):  # ENOENT, ENOTDIR, ELOOP: nothing to hide
+                            continue
+                        raise
+                    try:
+                        if stat.S_ISDIR(os.fstat(fd).st_mode):
+                            sc.mount("tmpfs", fdpath(fd), "tmpfs", sc.MS_RDONLY, None, shown=path)
+                        else:
+                            sc.mount(fdpath(null), fdpath(fd), None, sc.MS_BIND, shown=path)
+                    finally:
+                        os.close(fd)
+        finally:
+            os.close(null)
 
     def make_cwd(self, cwd: str) -> None:
         """runc creates a missing process.cwd (as root, before the user switch)."""
@@ -235,8 +281,8 @@ class Rootfs:
             else:
                 rdev = os.makedev(d.get("major", 0), d.get("minor", 0))
                 os.mknod(name, kinds[d["type"]] | mode, rdev, dir_fd=parent_fd)
-                os.chmod(name, mode, dir_fd=parent_fd)
-                os.chown(name, d.get("uid", 0), d.get("gid", 0), dir_fd=parent_fd)
+                _own_node(parent_fd, name, kinds[d["type"]], rdev, mode,
+                          d.get("uid", 0), d.get("gid", 0))
         except OSError as e:
             raise SyscallError("mknod", e.errno or 0, path) from None
         finally:
@@ -276,6 +322,8 @@ class Rootfs:
 
     def pivot(self, no_pivot: bool) -> None:
         if no_pivot:
+            with self.tracer.step("hide-proc-sys", "procfs and sysfs outside the root"):
+                _hide_outside_proc_sys(self.path)
             with self.tracer.step("move-root", self.path):
                 os.chdir(self.path)
                 sc.mount(self.path, "/", None, sc.MS_MOVE)
@@ -286,6 +334,40 @@ class Rootfs:
                 _pivot_root(self.path)
         os.close(self.fd)
         self.fd = -1
+
+
+def _hide_outside_proc_sys(root: str) -> None:
+    """--no-pivot keeps the old root under the new one: a procfs or sysfs left fully
+    visible there would let a user namespace inside the container mount a new proc (the
+    kernel allows it when one is fully visible). Detach each one outside the root, or
+    cover it with an empty read-only tmpfs when it cannot go (as runc 1.1)."""
+    targets = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            point, fstype = left.split()[4], right.split()[0]
+            point = point.replace("\\040", " ")
+            inside = point == root or point.startswith(root.rstrip("/") + "/")
+            if fstype in ("proc", "sysfs") and not inside:
+                targets.append(point)
+    for point in sorted(targets, key=len, reverse=True):
+        try:
+            sc.umount2(point, sc.MNT_DETACH)
+        except SyscallError:
+            try:
+                sc.mount("tmpfs", point, "tmpfs", sc.MS_RDONLY, "size=0")
+            except SyscallError:
+                pass  # gone already (below another detached mount)
+
+
+def _host_null() -> int:
+    """An O_PATH fd on the host's /dev/null, checked to be the null device (1:3)."""
+    fd = os.open("/dev/null", os.O_PATH | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+        os.close(fd)
+        raise MinirunError("the host's /dev/null is not the null device: cannot mask paths")
+    return fd
 
 
 def _pivot_root(path: str) -> None:
@@ -320,6 +402,22 @@ def remount_bind(target: str, flags: int, shown: str) -> None:
             if st.f_flag & st_flag:
                 locked |= ms_flag
         sc.mount(None, target, None, base | flags | locked, shown=shown)
+
+
+def _own_node(parent_fd: int, name: str, kind: int, rdev: int, mode: int, uid: int,
+              gid: int) -> None:
+    """chmod and chown the node mknodat just made, through an fd on that very inode (no
+    path walk that a swapped-in symlink could redirect to a host file)."""
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+    try:
+        st = os.fstat(fd)
+        if stat.S_IFMT(st.st_mode) != kind or (kind != stat.S_IFIFO and st.st_rdev != rdev):
+            raise MinirunError(f"{name}: replaced while being created")
+        # /proc/self/fd/N names the inode itself (a magic link, not a path to resolve).
+        os.chmod(fdpath(fd), mode)
+        os.chown(fdpath(fd), uid, gid)
+    finally:
+        os.close(fd)
 
 
 def _ptmx_link(dev: int) -> None:
@@ -360,20 +458,6 @@ class _Fd:
 
 
 # ----------------------------------------------------------- after pivot_root
-
-def mask_paths(paths: list[str], tracer: Tracer) -> None:
-    """linux.maskedPaths: /dev/null over files, an empty read-only tmpfs over dirs."""
-    for i, path in enumerate(paths):
-        with tracer.step("mask", f"{path} (linux.maskedPaths[{i}])"):
-            try:
-                is_dir = stat.S_ISDIR(os.stat(path).st_mode)
-            except FileNotFoundError:
-                continue
-            if is_dir:
-                sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, None)
-            else:
-                sc.mount("/dev/null", path, None, sc.MS_BIND)
-
 
 def readonly_paths(paths: list[str], tracer: Tracer) -> None:
     for i, path in enumerate(paths):
