@@ -103,10 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         command, opts, args = parse(argv)
+        # Before minirun opens any fd of its own (the --log file included): every fd of
+        # the --preserve-fds range must be the caller's, or one of ours would take its
+        # number and reach the container (issue 13, item 2).
+        missing = _missing_preserved_fd(opts)
         fmt = opts.get("log_format", "text")
         if fmt not in ("text", "json"):
             raise UsageError(f"--log-format must be text or json, not {fmt!r}")
         log.configure(opts.get("log"), fmt, bool(opts.get("debug")))
+        if missing:
+            raise UsageError(missing)
         if opts.get("version"):
             from minirun import OCI_VERSION
 
@@ -293,6 +299,21 @@ def _bundle_run_id(opts: dict) -> str:
     if opts.get("detach") or sys.stderr.isatty():
         print(f"minirun: container id {cid}", file=sys.stderr)
     return cid
+
+
+def _missing_preserved_fd(opts: dict) -> str | None:
+    """runc's check and words: each of fds 3..3+N-1 must be open in the caller."""
+    text = opts.get("preserve_fds")
+    if text is None or not str(text).isdigit():
+        return None  # a bad number is reported by _check_create_flags
+    count = int(text)
+    for i in range(count):
+        try:
+            os.fstat(3 + i)
+        except OSError as e:
+            return (f"unable to stat preserved-fd {i} (of {count}): fd {3 + i}: "
+                    f"{os.strerror(e.errno or 0)}")
+    return None
 
 
 def _check_create_flags(opts: dict) -> None:

@@ -89,6 +89,10 @@ class SetupSession:
             if kind == until:
                 return True
             if kind == "pid":
+                if self.target:
+                    # One process is forked per session: a second "pid" can only be forged
+                    # (never kill or report a pid the container names).
+                    raise MinirunError("set-up process sent a second pid: refused")
                 self.target = msg["pid"]
                 self.pids.append(self.target)
             elif kind == "error":
