@@ -326,6 +326,9 @@ def _check_create_flags(opts: dict) -> None:
         opts["preserve_fds"] = int(fds)
     if opts.get("pid_file"):
         opts["pid_file"] = os.path.abspath(opts["pid_file"])
+        from minirun.container import check_pid_file
+
+        check_pid_file(opts["pid_file"])
 
 
 def _list(store, opts: dict, args: list[str]) -> int:

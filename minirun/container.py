@@ -16,7 +16,15 @@ from minirun import OCI_VERSION, config, container_cgroup, syscalls, trace
 from minirun.errors import ConfigError, MinirunError, SyscallError
 from minirun.launch import SetupSession, log_step, wait_gone
 from minirun.log import log
-from minirun.state import EXEC_SOCK, ContainerDir, NotFound, Store, process_start_time
+from minirun.state import (
+    EXEC_SOCK,
+    ContainerDir,
+    Leftover,
+    NotFound,
+    Store,
+    Unreadable,
+    process_start_time,
+)
 from minirun.state import rfc3339_now as now
 from minirun.steps import Tracer
 
@@ -94,8 +102,12 @@ def _create(store: Store, cid: str, bundle: str, opts: dict) -> int:
               "created": now(), "owner": "", "annotations": cfg.get("annotations") or {}}
         cdir.write(st)
         cdir.save_config(cfg)
+        def intent(rec: dict) -> None:
+            st["cgroup"] = rec
+            cdir.write(st)
+
         with trace.Span("cgroup: create and apply limits"):
-            cgroup = container_cgroup.prepare(cid, cfg["linux"])
+            cgroup = container_cgroup.prepare(cid, cfg["linux"], intent)
         if cgroup is not None:
             st["cgroup"] = cgroup.record()
         cdir.write(st)
@@ -295,10 +307,29 @@ def _sock_path(cdir: ContainerDir) -> str:
 def _write_pid_file(path: str, pid: int) -> None:
     """The bare pid, no newline (engines parse it with strconv.Atoi), atomically."""
     path = os.path.abspath(path)
+    check_pid_file(path)
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise MinirunError(f"--pid-file {path}: {os.strerror(e.errno or 0)}") from None
+
+
+def check_pid_file(path: str) -> None:
+    """Before anything is created: the pid file's directory must exist, and the path
+    must not be a directory (`--pid-file /`)."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        raise MinirunError(f"--pid-file {path}: is a directory")
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise MinirunError(f"--pid-file {path}: directory {parent} does not exist")
 
 
 # ---------------------------------------------------------------- start
@@ -311,6 +342,10 @@ def start(store: Store, cid: str) -> None:
         if current != "created":
             raise MinirunError(f"cannot start container {cid!r}: it is {current}, "
                                "not created")
+        # Write-ahead: "running" is on disk before the process runs, so a --root that
+        # cannot be written (full, read-only) stops `start` before anything happens.
+        st["status"] = "running"
+        cdir.write(st)
         try:
             _release_init(cdir, st)
         except MinirunError:
@@ -320,8 +355,6 @@ def start(store: Store, cid: str) -> None:
             st["poststop_done"] = True
             cdir.write(st)
             raise
-        st["status"] = "running"
-        cdir.write(st)
         cfg = cdir.load_config()
         if (cfg.get("hooks") or {}).get("poststart"):
             from minirun import hooks
@@ -473,12 +506,18 @@ def state(store: Store, cid: str) -> dict:
 
 
 def list_all(store: Store) -> list[dict]:
+    """Every container's state; a leftover of a killed create or a corrupted state.json
+    is listed too (status "unknown"), with a warning, not hidden."""
     out = []
     for cid in store.ids():
         try:
             out.append(state(store, cid))
-        except (NotFound, MinirunError):
-            continue
+        except (Leftover, Unreadable) as e:
+            log.warn(str(e))
+            out.append({"ociVersion": OCI_VERSION, "id": cid, "pid": 0, "status": "unknown",
+                        "bundle": "", "rootfs": "", "created": "", "owner": ""})
+        except NotFound:
+            continue  # deleted while we listed
     return out
 
 
@@ -563,12 +602,23 @@ def processes(store: Store, cid: str) -> list[int]:
 def delete(store: Store, cid: str, force: bool) -> None:
     try:
         cdir = store.open(cid)
+    except Leftover:
+        if not force:
+            raise
+        store.remove_leftover(cid)
+        return
     except NotFound:
         if force:
             return
         raise
     try:
-        st = cdir.read()
+        try:
+            st = cdir.read()
+        except Unreadable:
+            if not force:
+                raise
+            _delete_unreadable(cdir, cid)
+            return
         current = status(st)
         if current in ("running", "paused") and not force:
             raise MinirunError(f"cannot delete container {cid!r}: it is {current} "
@@ -583,6 +633,25 @@ def delete(store: Store, cid: str, force: bool) -> None:
         cdir.close()
     if cfg and not st.get("poststop_done"):
         _poststop(cfg, st)
+
+
+def _delete_unreadable(cdir: ContainerDir, cid: str) -> None:
+    """delete --force of a container whose state.json is corrupted: its processes and
+    cgroup are found from the id and the saved config (the layout create uses)."""
+    from minirun import cgroups
+
+    cfg = _config_or_none(cdir) or {}
+    linux = cfg.get("linux") or {}
+    try:
+        path = cgroups.resolve_path(linux.get("cgroupsPath"), cid)
+        cg = cgroups.Cgroup(container_cgroup.v2_mount(), path)
+    except MinirunError:
+        cg = None
+    if cg is not None and cg.exists():
+        cg.kill_all(signal.SIGKILL)
+        cg.destroy()
+    cdir.remove()
+    log.warn(f"container {cid!r}: its state was corrupted; removed by the id's layout")
 
 
 def _poststop(cfg: dict, st: dict) -> None:

@@ -49,7 +49,7 @@ def v2_mount() -> str:
 _MOUNT: str | None = None
 
 
-def prepare(cid: str, linux: dict) -> Prepared | None:
+def prepare(cid: str, linux: dict, intent=None) -> Prepared | None:
     """The container's cgroup; None for a user without root who owns no cgroup subtree
     and asks for no limit (as runc: such a container simply has no cgroup of its own)."""
     from minirun import cgroups
@@ -64,6 +64,10 @@ def prepare(cid: str, linux: dict) -> Prepared | None:
         path = cgroups.resolve_path(linux.get("cgroupsPath"), cid)
     cgroups.validate_resources(res, mount)
     cg = cgroups.Cgroup(mount, path)
+    if intent is not None:
+        # Write-ahead: the path is in state.json before the mkdir, so a create killed
+        # from here on leaves nothing `delete --force` does not find.
+        intent({"mount": mount, "path": path, "made_parents": []})
     if cg.exists() and cg.pids():
         raise MinirunError(f"linux.cgroupsPath: cgroup {cg.dir} already has processes "
                            "(another container's?)")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from minirun import trace
 from minirun.errors import MinirunError
 from minirun.log import log
-from minirun.steps import format_step
+from minirun.steps import fault_point, format_step
 
 Handler = Callable[[dict], dict | None]  # its result goes back in the "ok" reply
 
@@ -49,6 +49,7 @@ class SetupSession:
 
     def fork(self, child_main: Callable[[socket.socket, int], None], close: list[int]) -> int:
         """Fork; the child runs child_main(sock, done_fd) and never returns."""
+        fault_point("fork")
         t0 = time.perf_counter()
         pid = os.fork()
         if pid == 0:

@@ -24,11 +24,26 @@ class NotFound(MinirunError):
     pass
 
 
+class Leftover(NotFound):
+    """A container directory without state: a create killed before its first write."""
+
+
+class Unreadable(MinirunError):
+    """state.json is there but cannot be parsed (truncated, garbage, not an object)."""
+
+
 class Store:
     """The --root directory."""
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
+        # The root, or the first of its ancestors that exists, must be a directory.
+        where = self.root
+        while not os.path.exists(where) and where != "/":
+            where = os.path.dirname(where)
+        if not os.path.isdir(where):
+            which = "" if where == self.root else f" ({where} is not a directory)"
+            raise MinirunError(f"--root {root}: not a directory{which}")
 
     def path(self, cid: str) -> str:
         """ROOT/ID, for a valid id only: every command goes through here, so an id like
@@ -49,6 +64,9 @@ class Store:
         except FileExistsError:
             raise MinirunError(f"container {cid!r} already exists "
                                f"(in {self.root}; `delete` it first)") from None
+        except OSError as e:
+            raise MinirunError(f"--root {self.root}: cannot create {cid}: "
+                               f"{os.strerror(e.errno or 0)}") from None
         return ContainerDir(cid, path, fcntl.LOCK_EX)
 
     def open(self, cid: str, exclusive: bool = True) -> "ContainerDir":
@@ -58,17 +76,32 @@ class Store:
         except FileNotFoundError:
             raise NotFound(f"container {cid!r} does not exist (in {self.root})") from None
         if not os.path.exists(os.path.join(path, STATE_FILE)):
-            # Removed while we waited for the lock, or a create that died very early.
+            # Removed while we waited for the lock, or a create killed before it wrote
+            # anything (we hold the lock: nobody is creating it now).
+            left = os.path.isdir(path)
             d.close()
+            if left:
+                raise Leftover(f"container {cid!r}: left by a create that did not finish "
+                               f"(in {self.root}; `delete --force {cid}` removes it)")
             raise NotFound(f"container {cid!r} does not exist (in {self.root})")
         return d
 
+    def remove_leftover(self, cid: str) -> None:
+        """Remove the directory a killed create left before recording anything."""
+        d = ContainerDir(cid, self.path(cid), fcntl.LOCK_EX)
+        try:
+            if not os.path.exists(os.path.join(d.path, STATE_FILE)):
+                d.remove()
+        finally:
+            d.close()
+
     def ids(self) -> list[str]:
+        """Every container directory (leftovers of a killed create included)."""
         try:
             names = os.listdir(self.root)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if os.path.isfile(os.path.join(self.root, n, STATE_FILE)))
+        return sorted(n for n in names if os.path.isdir(os.path.join(self.root, n)))
 
 
 class ContainerDir:
@@ -83,15 +116,30 @@ class ContainerDir:
     def read(self) -> dict:
         try:
             with open(os.path.join(self.path, STATE_FILE)) as f:
-                return json.load(f)
-        except (OSError, ValueError) as e:
-            raise MinirunError(f"container {self.id!r}: unreadable state in {self.path}: "
-                               f"{e}") from None
+                st = json.load(f)
+        except OSError as e:
+            raise Unreadable(f"container {self.id!r}: unreadable state in {self.path}: "
+                             f"{os.strerror(e.errno or 0)}") from None
+        except ValueError as e:
+            raise Unreadable(f"container {self.id!r}: corrupted state in {self.path} "
+                             f"({e.__class__.__name__}); `delete --force {self.id}` still "
+                             "removes it") from None
+        if not isinstance(st, dict) or not {"id", "status", "pid"} <= st.keys():
+            raise Unreadable(f"container {self.id!r}: corrupted state in {self.path} (not a "
+                             f"state object); `delete --force {self.id}` still removes it")
+        return st
 
     def write(self, state: dict) -> None:
         tmp = os.path.join(self.path, f".{STATE_FILE}.tmp")
-        _write_private(tmp, json.dumps(state))
-        os.rename(tmp, os.path.join(self.path, STATE_FILE))
+        try:
+            _write_private(tmp, json.dumps(state))
+            os.rename(tmp, os.path.join(self.path, STATE_FILE))
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
     def save_config(self, cfg: dict) -> None:
         """The validated config, for `exec` defaults and hooks run after `create`."""
@@ -117,9 +165,13 @@ class ContainerDir:
 
 def _write_private(path: str, text: str) -> None:
     """A file only its owner reads (0600 whatever the umask), as runc's state files."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    except OSError as e:  # a full disk, a read-only --root
+        raise MinirunError(f"cannot write the container's state ({path}): "
+                           f"{os.strerror(e.errno or 0)}") from None
 
 
 def rfc3339_now() -> str:

@@ -10,10 +10,22 @@ A failure inside a step is labelled with the step, so the one-line error says wh
 `mount /proc (mounts[0]): mount /proc/self/fd/7: Operation not permitted (EPERM)`.
 """
 
+import os
 import time
 from collections.abc import Callable
 
 from minirun.errors import MinirunError
+
+# Fault injection for the test suite (tests/security/test_faults.py): the process that
+# reaches the step (or runtime phase) of this name SIGKILLs itself there. Read once.
+FAULT_AT = os.environ.get("MINIRUN_FAULT_AT")
+
+
+def fault_point(name: str) -> None:
+    if FAULT_AT is not None and FAULT_AT == name:
+        if os.getpid() == 1:  # the init of a pid namespace ignores its own SIGKILL
+            os._exit(137)
+        os.kill(os.getpid(), 9)
 
 Sink = Callable[[str, str, float, str | None], None]
 
@@ -36,6 +48,8 @@ class Step:
         self.t0 = 0.0
 
     def __enter__(self) -> "Step":
+        if FAULT_AT is not None:
+            fault_point(self.name)
         self.t0 = time.perf_counter()
         return self
 

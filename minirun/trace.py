@@ -76,7 +76,7 @@ def step(name: str, target: str, took: float, err: str | None, start: float | No
     if ACTIVE is None:
         return
     begin = start if start is not None else time.perf_counter() - took
-    args: dict = {}
+    args: dict = {"step": name}
     if err is not None:
         args["error"] = err
     if pid is not None and pid != os.getpid():
@@ -94,6 +94,10 @@ class Span:
         self.t0 = 0.0
 
     def __enter__(self) -> Span:
+        from minirun.steps import FAULT_AT, fault_point
+
+        if FAULT_AT is not None:
+            fault_point(self.name)
         self.t0 = time.perf_counter()
         return self
 
