@@ -406,18 +406,31 @@ def _read_resources(path: str) -> dict:
     return res
 
 
+GO_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+            "h": 3600.0}
+
+
 def _duration(text: str) -> float:
-    """Go-style durations as runc takes them: 5s, 500ms, 1m, or plain seconds."""
-    for unit, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
-        if text.endswith(unit):
-            try:
-                return float(text[:-len(unit)]) * scale
-            except ValueError:
-                break
-    try:
-        return float(text)
-    except ValueError:
-        raise UsageError(f"--interval {text!r}: expected a duration like 5s") from None
+    """A Go duration as runc takes it (5s, 500ms, 1m30s; a plain number is seconds), and
+    positive: a negative or zero interval would spin."""
+    total, rest = 0.0, text.strip()
+    if rest.replace(".", "", 1).isdigit():
+        total = float(rest)
+        rest = ""
+    while rest:
+        i = 0
+        while i < len(rest) and (rest[i].isdigit() or rest[i] == "."):
+            i += 1
+        unit = next((u for u in sorted(GO_UNITS, key=len, reverse=True)
+                     if rest[i:].startswith(u)), None)
+        if i == 0 or unit is None or rest[:i].count(".") > 1:
+            raise UsageError(f"--interval {text!r}: expected a positive duration like 5s, "
+                             "500ms or 1m30s")
+        total += float(rest[:i]) * GO_UNITS[unit]
+        rest = rest[i + len(unit):]
+    if total <= 0:
+        raise UsageError(f"--interval {text!r}: must be positive")
+    return total
 
 
 def _ps(store, cid: str, opts: dict) -> int:

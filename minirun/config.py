@@ -41,12 +41,17 @@ def load(bundle: str) -> dict:
         raise ConfigError("", f"{path}: {e.strerror}") from None
     try:
         doc = json.loads(raw)
+    except RecursionError:
+        raise ConfigError("", f"{path}: nested too deeply to be a config") from None
     except json.JSONDecodeError as e:
         raise ConfigError("", f"{path}: invalid JSON at line {e.lineno} column {e.colno}: "
                               f"{e.msg}") from None
     except UnicodeDecodeError as e:
         raise ConfigError("", f"{path}: not UTF-8 text: {e.reason}") from None
-    validate(doc)
+    try:
+        validate(doc)
+    except RecursionError:
+        raise ConfigError("", f"{path}: nested too deeply to be a config") from None
     return doc
 
 
@@ -268,6 +273,9 @@ def _linux(linux: dict) -> None:
         _device(obj(dev, f"linux.devices[{i}]"), f"linux.devices[{i}]")
     for key, value in (_opt(linux, "sysctl", "linux", obj) or {}).items():
         string(value, f"linux.sysctl.{key}")
+        if "\n" in value or "\0" in value:
+            raise ConfigError(f"linux.sysctl.{key}", "the value holds a newline or a NUL: "
+                                                     "the kernel would take a part of it")
     for key in ("maskedPaths", "readonlyPaths"):
         for i, path in enumerate(_opt(linux, key, "linux", strings) or []):
             abspath(path, f"linux.{key}[{i}]")
@@ -310,8 +318,9 @@ def _device(dev: dict, p: str) -> None:
     if kind not in DEVICE_TYPES:
         raise ConfigError(f"{p}.type", f"unknown device type {kind!r} (c, b, u or p)")
     if kind != "p":
-        integer(dev.get("major"), f"{p}.major", 0, U32)
-        integer(dev.get("minor"), f"{p}.minor", 0, U32)
+        # Linux's dev_t: a 12-bit major and a 20-bit minor.
+        integer(dev.get("major"), f"{p}.major", 0, 4095)
+        integer(dev.get("minor"), f"{p}.minor", 0, 1048575)
     _opt(dev, "fileMode", p, integer, 0, 0o7777)
     _opt(dev, "uid", p, integer, 0, U32)
     _opt(dev, "gid", p, integer, 0, U32)

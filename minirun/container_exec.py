@@ -65,7 +65,12 @@ def process_for_exec(base: dict, opts: dict, args: list[str]) -> dict:
     if opts.get("user"):
         proc["user"] = _parse_user(opts["user"], proc.get("user") or {})
     if opts.get("additional_gids"):
-        proc.setdefault("user", {})["additionalGids"] = [int(g) for g in opts["additional_gids"]]
+        gids = []
+        for g in opts["additional_gids"]:
+            if not g.isdigit() or int(g) > 2**32 - 1:
+                raise MinirunError(f"--additional-gids {g!r}: not a group id (a number)")
+            gids.append(int(g))
+        proc.setdefault("user", {})["additionalGids"] = gids
     for cap in opts.get("cap") or []:
         name = cap.upper() if cap.upper().startswith("CAP_") else "CAP_" + cap.upper()
         caps = proc.setdefault("capabilities", {})

@@ -29,6 +29,8 @@ WARN_ONLY = ("poststart", "poststop")
 class HookError(MinirunError):
     step_labelled = True  # the message already names the hook: hooks.KIND[i] PATH
 
+POLL_MAX_S = 2_000_000  # seconds; poll(2) takes an int of milliseconds
+
 
 def run(cfg: dict, kind: str, state: dict) -> None:
     """Run every hook of `kind` in order; raise HookError for the first that fails."""
@@ -57,6 +59,8 @@ def _run_one(hook: dict, stdin: bytes, where: str) -> None:
     if hook.get("env") is not None:
         env = dict(e.partition("=")[::2] for e in hook["env"])
     timeout = hook.get("timeout")
+    if timeout is not None and timeout > POLL_MAX_S:
+        timeout = None  # beyond what poll(2) can wait (~24 days): no limit in practice
     try:
         # A session of its own: on timeout the hook and whatever it started are killed.
         proc = subprocess.Popen(args, executable=path, env=env, stdin=subprocess.PIPE,
@@ -76,7 +80,8 @@ def _run_one(hook: dict, stdin: bytes, where: str) -> None:
     if proc.returncode != 0:
         why = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
                else f"exit status {proc.returncode}")
-        text = (err or out).decode(errors="replace").strip().replace("\n", " | ")
+        # Its last 4 KiB: the end of a long output says why it failed.
+        text = (err or out)[-4096:].decode(errors="replace").strip().replace("\n", " | ")
         raise HookError(f"{where} {path}: {why}" + (f": {text}" if text else ""))
 
 

@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from minirun import trace
+from minirun import trace, wire
 from minirun.errors import MinirunError
 from minirun.log import log
 from minirun.steps import fault_point, format_step
@@ -40,6 +40,7 @@ def _error_of(msg: dict) -> MinirunError:
 class SetupSession:
     def __init__(self) -> None:
         self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.reader = wire.Reader(self.ours)
         self.child = 0  # the set-up process
         self.target = 0  # the container's process (init, or the exec'd one)
         self.pids: list[int] = []  # what to kill if set-up fails
@@ -74,9 +75,10 @@ class SetupSession:
         """Serve messages until one of type `until` (True) or end of file (False)."""
         handlers = handlers or {}
         while True:
-            data, fds, _, _ = socket.recv_fds(self.ours, 1 << 20, 1)
-            if not data:
+            got = self.reader.recv()
+            if got is None:
                 return False
+            data, fds = got
             msg = json.loads(data)
             if fds:
                 msg["fd"] = fds[0]
@@ -106,7 +108,7 @@ class SetupSession:
                 raise MinirunError(f"set-up process sent an unknown message {kind!r}")
 
     def send(self, msg: dict) -> None:
-        self.ours.send(json.dumps(msg).encode())
+        wire.send(self.ours, json.dumps(msg).encode())
 
     @property
     def target_pid(self) -> int:

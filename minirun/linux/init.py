@@ -22,7 +22,7 @@ import signal
 import socket
 import time
 
-from minirun import syscalls, terminal
+from minirun import syscalls, terminal, wire
 from minirun.cgroups.cgroup import join as cgroup_join
 from minirun.linux import namespaces, process, rootfs, sealed
 from minirun.steps import Tracer
@@ -34,18 +34,19 @@ class Channel:
     def __init__(self, sock: socket.socket, done_fd: int = -1) -> None:
         self.sock = sock
         self.done_fd = done_fd  # the runtime's "done" for the set-up process alone
+        self.reader = wire.Reader(sock)
 
     def send(self, msg: dict) -> None:
-        self.sock.send(json.dumps(msg).encode())
+        wire.send(self.sock, json.dumps(msg).encode())
 
     def send_fd(self, msg: dict, fd: int) -> None:
-        socket.send_fds(self.sock, [json.dumps(msg).encode()], [fd])
+        wire.send(self.sock, json.dumps(msg).encode(), [fd])
 
     def recv(self) -> dict:
-        data = self.sock.recv(1 << 20)
-        if not data:
+        got = self.reader.recv()
+        if got is None:
             os._exit(1)  # the runtime is gone: nothing to report to
-        return json.loads(data)
+        return json.loads(got[0])
 
     def step(self, name: str, target: str, took: float, err: str | None) -> None:
         self.send({"type": "step", "name": name, "target": target, "took": took,

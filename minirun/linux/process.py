@@ -17,6 +17,14 @@ from minirun.linux import capabilities
 from minirun.steps import Tracer
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Linux's numbers (asm-generic/resource.h): Python's resource module lacks some names
+# (RLIMIT_LOCKS), and the kernel takes the number.
+RLIMIT_NUMBERS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3,
+    "RLIMIT_CORE": 4, "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7,
+    "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11,
+    "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
 
 
 def apply_rlimits(rlimits: list[dict], tracer: Tracer) -> None:
@@ -25,9 +33,9 @@ def apply_rlimits(rlimits: list[dict], tracer: Tracer) -> None:
         with tracer.step("rlimit", f"{kind} (process.rlimits[{i}])"):
             limits = (_rlim(rl["soft"]), _rlim(rl["hard"]))
             try:
-                resource.setrlimit(getattr(resource, kind), limits)
+                resource.setrlimit(RLIMIT_NUMBERS[kind], limits)
             except (ValueError, OSError) as e:
-                _, cur_hard = resource.getrlimit(getattr(resource, kind))
+                _, cur_hard = resource.getrlimit(RLIMIT_NUMBERS[kind])
                 why = str(e)
                 if isinstance(e, OSError) or _rlim(rl["hard"]) > cur_hard:
                     why = (f"cannot raise the hard limit to {rl['hard']} above the runtime's "

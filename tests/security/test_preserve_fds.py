@@ -75,14 +75,15 @@ def test_a_second_pid_message_is_refused():
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
     try:
         launch = importlib.import_module("minirun.launch")
+        wire = importlib.import_module("minirun.wire")
     except ImportError:
         pytest.skip("minirun's source tree is not importable here")
     finally:
         sys.path.pop(0)
     s = launch.SetupSession()
     try:
-        s.theirs.send(json.dumps({"type": "pid", "pid": 123456}).encode())
-        s.theirs.send(json.dumps({"type": "pid", "pid": 1}).encode())
+        wire.send(s.theirs, json.dumps({"type": "pid", "pid": 123456}).encode())
+        wire.send(s.theirs, json.dumps({"type": "pid", "pid": 1}).encode())
         with pytest.raises(Exception, match="second pid"):
             s.listen(until="ready")
         assert s.pids == [123456]
