@@ -6,6 +6,7 @@
 #   make install  venv + fast launcher in .venv/bin/minirun + /usr/local/bin/minirun
 #   make bench    install, then compare `minirun run` with `runc run` (BENCH_ARGS="--runs 50"),
 #                 the cost of --network bridge, and (in the VM) the smallest memory.max
+#   make fuzz     config.json fuzzing at length (FUZZ_EXAMPLES=20000, FUZZ_RUNS=500)
 #   make soak     1,000 lifecycles in a row: nothing left, the runtime's RSS and fds flat
 #   make lint     ruff
 #   make clean    remove .venv, build artefacts and demo/
@@ -23,7 +24,7 @@ VENV     := .venv
 VPY      := $(VENV)/bin/python3
 STAMP    := $(VENV)/.minirun-installed
 PREFIX   ?= /usr/local
-DEV_TOOLS ?= pytest ruff
+DEV_TOOLS ?= pytest ruff hypothesis
 BENCH_ARGS ?=
 # The command `make demo` runs (e.g. MINIRUN=/usr/sbin/runc to compare).
 MINIRUN  ?= $(PREFIX)/bin/minirun
@@ -43,7 +44,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: deps venv install demo test bench soak lint clean
+.PHONY: deps venv install demo test bench fuzz soak lint clean
 
 ## deps: the Debian packages needed to build, run and test (apt-get only if one is missing)
 deps:
@@ -110,6 +111,12 @@ bench: install
 	$(VPY) tests/tools/bench.py --minirun $(CURDIR)/$(VENV)/bin/minirun $(BENCH_ARGS)
 	$(VPY) tests/tools/netbench.py --minirun $(CURDIR)/$(VENV)/bin/minirun --runs 20
 	$(MAKE) bench-vm
+
+## fuzz: the config fuzzing of the suite, at length
+FUZZ_EXAMPLES ?= 20000
+FUZZ_RUNS ?= 500
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RUNS=$(FUZZ_RUNS) $(VENV)/bin/pytest -q tests/security/test_fuzz_config.py
 
 ## soak: 1,000 lifecycles (SOAK_RUNS=N), the runtime's peak RSS and fd count must stay flat
 SOAK_RUNS ?= 1000
