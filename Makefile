@@ -71,7 +71,7 @@ $(VPY): | deps
 # The package is built from a clean copy of its sources in a temporary directory:
 # no stale build/ files or in-tree compiled modules get into the wheel, and the
 # working tree is left alone. pip compiles the .pyc files at install time.
-$(STAMP): $(SOURCES) | $(VPY)
+$(STAMP): $(SOURCES) Makefile | $(VPY)
 	@tmp=$$(mktemp -d /tmp/minirun-build.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
 	tar -c --exclude=__pycache__ --exclude='*.pyc' --exclude='*.so' --exclude='*.o' \
 	    minirun csrc $(PKG_FILES) | tar -x -C "$$tmp"; \
