@@ -81,8 +81,9 @@ def parse(argv: list[str]) -> tuple[str, dict, list[str]]:
             command = arg
         else:
             args.append(arg)
-            if command == "exec":
-                # Everything after the id is the command to run, flags included.
+            if command in ("exec", "ps"):
+                # Everything after the id is the command to run (exec) or ps(1)'s
+                # arguments (ps), flags included.
                 args.extend(argv[i:])
                 break
     return command, opts, args
@@ -101,6 +102,7 @@ def usage(command: str = "") -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    command = ""
     try:
         command, opts, args = parse(argv)
         # Before minirun opens any fd of its own (the --log file included): every fd of
@@ -125,10 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             return _traced(command, opts, args)
         return dispatch(command, opts, args)
     except MinirunError as e:
-        if debug:
-            _print_trace(e)
+        # An expected failure, said in one line: no traceback, even with --debug (that
+        # is for minirun's own bugs, below).
         log.error(str(e))
-        return e.exit_code
+        # runc: every failure of exec itself exits 255 (the process's own status passes)
+        return 255 if command == "exec" else e.exit_code
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
@@ -232,9 +235,11 @@ def dispatch(command: str, opts: dict, args: list[str]) -> int:
         return exec_(store, args[0], opts, args[1:])
     if command == "run" and _names_a_bundle(args, opts):
         args = [_bundle_run_id(opts)]
-    cid = _one_id(command, args)
     if command == "ps":
-        return _ps(store, cid, opts)
+        if not args:
+            raise UsageError("ps takes a container id (and ps(1) arguments after it)")
+        return _ps(store, args[0], opts, args[1:])
+    cid = _one_id(command, args)
     if command in ("pause", "resume", "events", "update"):
         return _cgroup_command(command, store, cid, opts)
     if command in ("create", "run"):
@@ -249,7 +254,8 @@ def dispatch(command: str, opts: dict, args: list[str]) -> int:
     elif command == "state":
         import json
 
-        print(json.dumps(container.state(store, cid), indent=2))
+        # runc's layout: two-space indent, no newline at the end
+        sys.stdout.write(json.dumps(container.state(store, cid), indent=2))
     elif command == "delete":
         container.delete(store, cid, bool(opts.get("force")))
     return 0
@@ -332,7 +338,6 @@ def _check_create_flags(opts: dict) -> None:
 
 
 def _list(store, opts: dict, args: list[str]) -> int:
-    import json
 
     from minirun import container
 
@@ -349,7 +354,7 @@ def _list(store, opts: dict, args: list[str]) -> int:
         for st in states:
             print(st["id"])
     elif fmt == "json":
-        print(json.dumps([_list_entry(st) for st in states] or None))
+        print(_compact([_list_entry(st) for st in states] or None))
     else:
         addresses = [_address(st) for st in states]
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
@@ -365,7 +370,6 @@ def _list(store, opts: dict, args: list[str]) -> int:
 
 
 def _cgroup_command(command: str, store, cid: str, opts: dict) -> int:
-    import json
 
     from minirun import container_cgroup as cgc
 
@@ -377,7 +381,7 @@ def _cgroup_command(command: str, store, cid: str, opts: dict) -> int:
         interval = _duration(opts.get("interval", "5s"))
 
         def emit(event: dict) -> None:
-            print(json.dumps(event), flush=True)
+            print(_compact(event), flush=True)
 
         cgc.events(store, cid, interval, bool(opts.get("stats")), emit)
     else:
@@ -433,9 +437,9 @@ def _duration(text: str) -> float:
     return total
 
 
-def _ps(store, cid: str, opts: dict) -> int:
-    import json
-
+def _ps(store, cid: str, opts: dict, ps_args: list[str]) -> int:
+    """json: the container's host pids. table: ps(1) with ps_args (default -ef), its lines
+    filtered to the container's processes, header kept (as runc)."""
     from minirun import container
 
     fmt = opts.get("format", "table")
@@ -443,15 +447,37 @@ def _ps(store, cid: str, opts: dict) -> int:
         raise UsageError(f"--format must be table or json, not {fmt!r}")
     pids = container.processes(store, cid)
     if fmt == "json":
-        print(json.dumps(pids))
+        print(_compact(pids))
         return 0
-    print(f"{'UID':<8} {'PID':>8} {'PPID':>8} {'STAT':<5} CMD")
-    for pid in pids:
-        info = container.process_info(pid)
-        if info:
-            print(f"{info['uid']:<8} {pid:>8} {info['ppid']:>8} {info['state']:<5} "
-                  f"{info['cmd']}")
+    import subprocess
+
+    try:
+        out = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True)
+    except OSError as e:
+        raise MinirunError(f"ps: cannot run ps(1): {e.strerror}") from None
+    if out.returncode != 0:
+        raise MinirunError(f"ps {' '.join(ps_args)}: {out.stderr.strip() or 'failed'}")
+    lines = out.stdout.splitlines()
+    if not lines:
+        return 0
+    header = lines[0].split()
+    if "PID" not in header:
+        raise MinirunError(f"ps {' '.join(ps_args)}: no PID column in its output")
+    col = header.index("PID")
+    wanted = {str(p) for p in pids}
+    print(lines[0])
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > col and fields[col] in wanted:
+            print(line)
     return 0
+
+
+def _compact(value: object) -> str:
+    """JSON as Go's encoder writes it (no spaces), for runc's outputs."""
+    import json
+
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _address(st: dict) -> str:
@@ -482,8 +508,8 @@ def parse_signal(text: str) -> int:
     import signal
 
     if text.isdigit():
-        num = int(text)
-        if not 0 < num < signal.NSIG:
+        num = int(text)  # 0: a liveness probe (nothing is sent, the init must exist)
+        if not 0 <= num < signal.NSIG:
             raise UsageError(f"invalid signal number {num}")
         return num
     name = text.upper()

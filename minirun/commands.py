@@ -49,6 +49,10 @@ GLOBAL = (
     Flag("--debug", "debug", BOOL, "print every set-up step and, on failure, the traceback"),
     Flag("--systemd-cgroup", "systemd_cgroup", BOOL, "refused: minirun manages cgroupfs "
          "only"),
+    Flag("--criu", "criu", VALUE, "accepted for runc's command lines; checkpoint and restore "
+         "are not supported", "PATH"),
+    Flag("--rootless", "rootless_mode", VALUE, "accepted for runc's command lines "
+         "(true|false|auto); minirun finds out itself", "MODE"),
     Flag("--help -h", "help", BOOL, "print help (of the command, when one is given)"),
     Flag("--version -v", "version", BOOL, "print minirun's version and the OCI spec's"),
 )
@@ -93,7 +97,12 @@ COMMAND_LIST = (
     Command("start", "ID", "run the process of a created container", (),
             "minirun start web"),
     Command("run", "ID|BUNDLE/", "create and start, wait, return the process's exit status",
-            (*CREATE_FLAGS, DETACH), "minirun run bundle/",
+            (*CREATE_FLAGS, DETACH,
+             Flag("--keep", "keep", BOOL, "keep the stopped container's state after it exits "
+                  "(delete it later)"),
+             Flag("--no-subreaper", "no_subreaper", BOOL, "accepted for runc's command lines "
+                  "(minirun waits for the process as its subreaper either way)")),
+            "minirun run bundle/",
             "Waits, forwards signals (or relays the terminal), returns the exit status "
             "(128+signal when killed), then deletes the container. An argument holding a `/` "
             "(ids cannot), or no id at all inside a bundle directory, runs that bundle under "
@@ -125,6 +134,13 @@ COMMAND_LIST = (
              Flag("--no-new-privs", "no_new_privs", BOOL, "set no_new_privs"),
              Flag("--additional-gids -g", "additional_gids", LIST, "add a supplementary "
                   "group", "GID"),
+             Flag("--cgroup", "cgroup", VALUE, "run the process in an existing sub-cgroup of "
+                  "the container's", "[CONTROLLER:]PATH"),
+             Flag("--ignore-paused", "ignore_paused", BOOL, "allow exec in a paused container "
+                  "(the process starts frozen)"),
+             Flag("--process-label", "process_label", VALUE, "refused: no SELinux labels",
+                  "LABEL"),
+             Flag("--apparmor", "apparmor", VALUE, "refused: no AppArmor profiles", "PROFILE"),
              TRACE),
             "minirun exec web ps", "Everything after the id is the command, flags "
             "included; the process joins every namespace and the cgroup of the container."),
@@ -153,7 +169,13 @@ COMMAND_LIST = (
                  ("cpuset_cpus", "CPUs allowed (0-3,5)"),
                  ("cpuset_mems", "memory nodes allowed"),
                  ("pids_limit", "maximum number of processes"),
-                 ("blkio_weight", "block IO weight (10-1000)")))),
+                 ("blkio_weight", "block IO weight (10-1000)"),
+                 ("cpu_rt_period", "realtime period in µs (cgroup v1 only)"),
+                 ("cpu_rt_runtime", "realtime runtime in µs (cgroup v1 only)"))),
+             Flag("--l3-cache-schema", "l3_cache_schema", VALUE, "refused: no Intel RDT",
+                  "SCHEMA"),
+             Flag("--mem-bw-schema", "mem_bw_schema", VALUE, "refused: no Intel RDT",
+                  "SCHEMA")),
             "minirun update --pids-limit 100 web"),
     Command("spec", "", "write a default config.json",
             (BUNDLE, Flag("--rootless", "rootless", BOOL, "a config for a user without root")),

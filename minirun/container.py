@@ -123,7 +123,7 @@ def _create(store: Store, cid: str, bundle: str, opts: dict) -> int:
         return pid
     except BaseException as e:
         session.abort()
-        if cgroup is not None:
+        if cgroup is not None and not cgroup.shared:
             cgroup.cg.destroy()
         _teardown_network(store, st)
         cdir.remove()
@@ -423,8 +423,9 @@ def run(store: Store, cid: str, bundle: str, opts: dict) -> int:
         return 0
     with trace.Span("the container's process runs"):
         code = wait_process(pid, master)
-    with trace.Span("delete"):
-        _force_delete(store, cid)
+    if not opts.get("keep"):  # run --keep: the stopped container stays for `state`
+        with trace.Span("delete"):
+            _force_delete(store, cid)
     return code
 
 
@@ -667,6 +668,8 @@ def _remove_cgroup(st: dict) -> None:
     cg = container_cgroup.of(st)
     if cg is None or not cg.exists():
         return
+    if (st.get("cgroup") or {}).get("shared"):
+        return  # it held other processes before the container: theirs, left alone
     if cg.pids():
         cg.kill_all(signal.SIGKILL)
     cg.destroy()
@@ -685,7 +688,7 @@ def _kill_and_wait(st: dict) -> None:
         return
     try:
         cg = container_cgroup.of(st)
-        if cg is not None and cg.exists():
+        if cg is not None and cg.exists() and not (st.get("cgroup") or {}).get("shared"):
             cg.kill_all(signal.SIGKILL)  # a frozen cgroup's processes die too
         syscalls.pidfd_send_signal(pidfd, signal.SIGKILL)
         wait_gone(st["pid"], pidfd, STOP_TIMEOUT)

@@ -16,6 +16,7 @@ cgroup.kill, the process list and the eBPF device filter.
 import os
 
 from minirun.errors import MinirunError
+from minirun.log import log
 
 
 class Prepared:
@@ -25,10 +26,14 @@ class Prepared:
         self.cg = cg
         self.procs_fd = procs_fd  # the container's cgroup.procs
         self.own_fd = own_fd  # ours, to step back out after rooting a cgroup namespace
+        self.shared = False  # it held other processes already: never kill or remove it
 
     def record(self) -> dict:
-        return {"mount": self.cg.mount, "path": self.cg.path,
-                "made_parents": self.cg.made_parents}
+        rec = {"mount": self.cg.mount, "path": self.cg.path,
+               "made_parents": self.cg.made_parents}
+        if self.shared:
+            rec["shared"] = True
+        return rec
 
     def close_fds(self) -> None:
         for fd in (self.procs_fd, self.own_fd):
@@ -68,9 +73,17 @@ def prepare(cid: str, linux: dict, intent=None) -> Prepared | None:
         # Write-ahead: the path is in state.json before the mkdir, so a create killed
         # from here on leaves nothing `delete --force` does not find.
         intent({"mount": mount, "path": path, "made_parents": []})
-    if cg.exists() and cg.pids():
-        raise MinirunError(f"linux.cgroupsPath: cgroup {cg.dir} already has processes "
-                           "(another container's?)")
+    shared = False
+    if cg.exists():
+        if cg.freeze_requested() or cg.is_frozen():
+            raise MinirunError(f"container's cgroup unexpectedly frozen ({cg.dir})")
+        found = cg.pids()
+        if found:
+            # runc's word for it: a warning, and the container joins the cgroup anyway
+            # (delete then leaves the other processes, and the cgroup, alone).
+            log.warn(f"container's cgroup is not empty: {len(found)} process(es) found "
+                     f"({cg.dir})")
+            shared = True
     cg.create(cgroups.needed_controllers(res))
     try:
         paths = [d["path"] for d in linux.get("devices") or []]
@@ -83,7 +96,9 @@ def prepare(cid: str, linux: dict, intent=None) -> Prepared | None:
     except BaseException:
         cg.destroy()
         raise
-    return Prepared(cg, procs_fd, own_fd)
+    prepared = Prepared(cg, procs_fd, own_fd)
+    prepared.shared = shared
+    return prepared
 
 
 def _rootless_path(mount: str, cid: str, linux: dict, res: dict) -> str | None:
@@ -291,6 +306,10 @@ def parse_bytes(text: str, flag: str) -> int:
 
 
 def resources_from_flags(opts: dict) -> dict:
+    for flag in ("l3_cache_schema", "mem_bw_schema"):
+        if opts.get(flag) is not None:
+            raise MinirunError(f"--{flag.replace('_', '-')}: Intel RDT (linux.intelRdt) is not "
+                               "supported by minirun")
     res: dict = {}
     mem = {k: parse_bytes(opts[f], "--" + f.replace("_", "-")) for f, k in (
         ("memory", "limit"), ("memory_reservation", "reservation"), ("memory_swap", "swap"))
@@ -299,7 +318,8 @@ def resources_from_flags(opts: dict) -> dict:
         res["memory"] = mem
     cpu: dict = {}
     for flag, key in (("cpu_quota", "quota"), ("cpu_period", "period"),
-                      ("cpu_share", "shares")):
+                      ("cpu_share", "shares"), ("cpu_rt_period", "realtimePeriod"),
+                      ("cpu_rt_runtime", "realtimeRuntime")):
         if opts.get(flag) is not None:
             cpu[key] = _int(opts[flag], flag)
     for flag, key in (("cpuset_cpus", "cpus"), ("cpuset_mems", "mems")):

@@ -34,7 +34,10 @@ def exec_(store: Store, cid: str, opts: dict, args: list[str]) -> int:
     try:
         st = cdir.read()
         current = status(st)
-        if current not in ("created", "running"):
+        if current == "paused" and not opts.get("ignore_paused"):
+            raise MinirunError("cannot exec in a paused container (--ignore-paused lets it "
+                               "through: the process starts frozen)")
+        if current not in ("created", "running", "paused"):
             raise MinirunError(f"cannot exec in container {cid!r}: it is {current}")
         cfg = cdir.load_config()
     finally:
@@ -79,6 +82,10 @@ def process_for_exec(base: dict, opts: dict, args: list[str]) -> dict:
                 caps[kind].append(name)
     if opts.get("no_new_privs"):
         proc["noNewPrivileges"] = True
+    for flag in ("process_label", "apparmor"):
+        if opts.get(flag):
+            raise MinirunError(f"--{flag.replace('_', '-')}: minirun applies no LSM label "
+                               "(AppArmor, SELinux); it refuses one it cannot apply")
     _validate(proc, "exec")
     return proc
 
@@ -133,8 +140,10 @@ def _spawn(cid: str, st: dict, proc: dict, cfg: dict, opts: dict) -> int:
     cg = container_cgroup.of(st)
     cgroup_fd = None
     if cg is not None and cg.exists():
-        cgroup_fd = cg.open_procs()
+        cgroup_fd = _open_procs(cg, opts.get("cgroup"))
         launch.join_cgroup = True
+    elif opts.get("cgroup"):
+        raise MinirunError(f"--cgroup {opts['cgroup']}: the container has no cgroup")
     launch.sealed = sealed.exec_needs_seal(cfg, proc, cg.pids if cgroup_fd is not None else None,
                                            st["pid"])
     session = SetupSession()
@@ -180,6 +189,24 @@ def _spawn(cid: str, st: dict, proc: dict, cfg: dict, opts: dict) -> int:
         copy_winsize(0, master)
         relay_end.close()
     return wait_process(pid, master)
+
+
+def _open_procs(cg, sub: str | None) -> int:
+    """The container's cgroup.procs, or that of its sub-cgroup `[controller:]path`
+    (runc's exec --cgroup; the controller is ignored on cgroup v2, as runc does)."""
+    if not sub:
+        return cg.open_procs()
+    path = sub.split(":", 1)[1] if ":" in sub else sub
+    norm = os.path.normpath("/" + path).lstrip("/")
+    if path.startswith("/") or not norm or norm.startswith("..") or norm != os.path.normpath(
+            path):
+        raise MinirunError(f"--cgroup {sub}: {path} is not a sub cgroup path")
+    target = os.path.join(cg.dir, norm, "cgroup.procs")
+    try:
+        return os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise MinirunError(f"--cgroup {sub}: {os.path.dirname(target)}: "
+                           f"{os.strerror(e.errno or 0)} (an existing sub-cgroup)") from None
 
 
 def _console(proc: dict, opts: dict, detach: bool):

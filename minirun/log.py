@@ -34,8 +34,10 @@ class Log:
 
     def _record(self, level: str, msg: str) -> None:
         f = self._out()
+        # runc's forms: logrus JSON (compact, as Go's encoder writes it) or text
         if self.format == "json":
-            line = json.dumps({"level": level, "msg": msg, "time": _now()})
+            line = json.dumps({"level": level, "msg": msg, "time": _now()},
+                              separators=(",", ":"))
         else:
             line = f'time="{_now()}" level={level} msg={json.dumps(msg)}'
         if f is not None:
@@ -43,7 +45,10 @@ class Log:
         elif self.format == "json":
             sys.stderr.write(line + "\n")
             return
-        if f is None or level == "error" or (level == "debug" and self.debug_enabled):
+        if level == "debug":
+            if self.debug_enabled:  # logrus text, as runc --debug: tools grep level=debug
+                sys.stderr.write(f'time="{_now()}" level=debug msg={json.dumps(msg)}\n')
+        elif f is None or level == "error":
             prefix = "minirun: " if level == "error" else f"minirun: {level}: "
             sys.stderr.write(prefix + msg + "\n")
 
@@ -59,8 +64,8 @@ class Log:
 
 
 def _now() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
+    """RFC 3339 in seconds, as runc's logrus lines."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 log = Log()

@@ -433,7 +433,8 @@ def test_every_flag_has_a_sentence(runtime):
 def test_readme_command_table_is_generated(runtime):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = runtime("help", "--markdown", root=False).stdout.strip()
-    assert table in readme, "README's command table differs from `minirun help --markdown`"
+    assert table in readme, ("README's command table differs from `minirun help --markdown`: "
+                             "run tests/tools/readme_table.py")
 
 
 def test_overview_stays_the_overview(runtime):
@@ -451,7 +452,7 @@ def test_bash_completion(runtime, tmp_path):
     out = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     first, second = out.stdout.splitlines()
-    assert first.split() == ["--process", "--preserve-fds"]
+    assert first.split() == ["--process", "--preserve-fds", "--process-label"]
     assert second.split() == ["run"]
 
 

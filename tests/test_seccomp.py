@@ -83,9 +83,9 @@ BAD = [
     (profile(rule("mkdir", "SCMP_ACT_NOTIFY")), "linux.seccomp.syscalls[0].action",
      "SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath"),
     (profile(rule("write", "SCMP_ACT_NOTIFY"), listenerPath="/x"),
-     "linux.seccomp.syscalls[0].names[0]", "cannot be used for write"),
+     "linux.seccomp.syscalls[0].names[0]", "cannot be used for the write syscall"),
     (profile(rule(["getpid", "sendmsg"], "SCMP_ACT_NOTIFY"), listenerPath="/x"),
-     "linux.seccomp.syscalls[0].names[1]", "cannot be used for sendmsg"),
+     "linux.seccomp.syscalls[0].names[1]", "cannot be used for the sendmsg syscall"),
     (profile(rule("mkdir", "SCMP_ACT_ALLOW"), rule(["getpid", "mkdri"], "SCMP_ACT_ERRNO")),
      "linux.seccomp.syscalls[1].names[1]", "unknown syscall 'mkdri'"),
     (profile(rule("", "SCMP_ACT_ERRNO")), "linux.seccomp.syscalls[0].names[0]",
@@ -627,7 +627,7 @@ def test_listener_that_is_not_there_is_a_clear_error(tmp_path):
         os.close(r)
         os.close(w)
     msg = str(info.value)
-    assert "none.sock (linux.seccomp.listenerPath): connect" in msg and "ENOENT" in msg
+    assert "failed to connect with seccomp agent" in msg and "ENOENT" in msg
 
 
 def test_profiles_are_not_modified():

@@ -220,8 +220,10 @@ def _syscall(call: object, cp: str) -> str:
             raise ConfigError(np, f"unknown syscall {name!r}: no architecture known to "
                               f"libseccomp {library_version()} has a syscall of that name")
         if action == "SCMP_ACT_NOTIFY" and name in NOTIFY_REFUSED:
-            raise ConfigError(np, f"SCMP_ACT_NOTIFY cannot be used for {name}: the "
-                              "container's set-up needs it to hand the notify fd over")
+            if name == "write":  # runc's words
+                raise ConfigError(np, "SCMP_ACT_NOTIFY cannot be used for the write syscall")
+            raise ConfigError(np, f"SCMP_ACT_NOTIFY cannot be used for the {name} syscall: "
+                              "the container's set-up hands the notify fd over with it")
     for k, arg in enumerate(_opt_args(call, cp)):
         ap = f"{cp}.args[{k}]"
         arg = obj(arg, ap)
@@ -423,7 +425,8 @@ def send_to_listener(listener_path: str, notify_fd: int, state: dict,
         try:
             s.connect(listener_path)
         except OSError as e:
-            raise MinirunError(f"{where}: connect: {e.strerror} "
+            raise MinirunError(f"failed to connect with seccomp agent {listener_path} "
+                               f"({P}.listenerPath): {e.strerror} "
                                f"({errno_name(e.errno)})") from None
         try:
             sent = socket.send_fds(s, [data], [notify_fd])
