@@ -32,12 +32,12 @@ class HookError(MinirunError):
 POLL_MAX_S = 2_000_000  # seconds; poll(2) takes an int of milliseconds
 
 
-def run(cfg: dict, kind: str, state: dict) -> None:
+def run(cfg: dict, kind: str, state: dict, cwd: str | None = None) -> None:
     """Run every hook of `kind` in order; raise HookError for the first that fails."""
     hooks = (cfg.get("hooks") or {}).get(kind) or []
     stdin = json.dumps(state).encode()
     for i, hook in enumerate(hooks):
-        _run_one(hook, stdin, f"hooks.{kind}[{i}]")
+        _run_one(hook, stdin, f"hooks.{kind}[{i}]", cwd)
 
 
 def run_warn(cfg: dict, kind: str, state: dict) -> None:
@@ -52,7 +52,7 @@ def run_warn(cfg: dict, kind: str, state: dict) -> None:
             log.warn(str(e))
 
 
-def _run_one(hook: dict, stdin: bytes, where: str) -> None:
+def _run_one(hook: dict, stdin: bytes, where: str, cwd: str | None = None) -> None:
     path = hook["path"]
     args = hook.get("args") or [path]
     env = None
@@ -65,7 +65,7 @@ def _run_one(hook: dict, stdin: bytes, where: str) -> None:
         # A session of its own: on timeout the hook and whatever it started are killed.
         proc = subprocess.Popen(args, executable=path, env=env, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                close_fds=True, start_new_session=True)
+                                close_fds=True, start_new_session=True, cwd=cwd)
     except OSError as e:
         from minirun.diagnose import explain
 

@@ -261,17 +261,13 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
             _new_keyring(launch.id, tracer)
         process.apply_rlimits(proc.get("rlimits") or [], tracer)
         process.apply_oom_score_adj(proc.get("oomScoreAdj"), tracer)
-        if launch.seccomp is not None and not proc.get("noNewPrivileges"):
-            # Without no_new_privs the kernel wants CAP_SYS_ADMIN: load before dropping it
-            # (runc's order; the runtime's own remaining syscalls then go through it).
-            _load_seccomp(launch.seccomp, tracer, lambda fd: _notify_via(chan, fd))
-        process.switch_user(proc, in_userns, tracer)
+        # runc's order: cwd while still privileged (a user without search permission on
+        # it still starts there), every check made and every fd marked close-on-exec
+        # before the seccomp filter, which only the user switch and execve follow.
         process.enter_cwd(proc.get("cwd") or "/", tracer)
         env = process.process_env(proc)
         with tracer.step("find-executable", f"{proc['args'][0]} (process.args[0])"):
             path = process.find_executable(proc)
-        if proc.get("noNewPrivileges"):
-            process.set_no_new_privs(tracer)
         if launch.cgroup is not None:
             # Last: what Python allocated before stays charged outside the container.
             with tracer.step("cgroup", f"join {launch.cgroup.cg.path}"):
@@ -280,21 +276,29 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
                     chan.recv()
                 else:
                     cgroup_join(launch.cgroup.procs_fd)
+        process.close_fds_for_exec(launch.preserve_fds)
+        if launch.seccomp is not None and not proc.get("noNewPrivileges"):
+            # Without no_new_privs the kernel wants CAP_SYS_ADMIN: load before dropping it
+            # (runc's order); only the user switch follows (and `start`'s handshake).
+            _load_seccomp(launch.seccomp, tracer, lambda fd: _notify_via(chan, fd))
+        process.switch_user(proc, in_userns, tracer)
+        if proc.get("noNewPrivileges"):
+            process.set_no_new_privs(tracer)
         syscalls.set_pdeathsig(0)  # the set-up process exits once we are ready
         chan.send({"type": "ready"})
         chan.sock.close()
+        tracer.sink = None  # nobody to tell about the steps below
         conn, _ = launch.listener.accept()  # blocks until `minirun start`
         launch.listener.close()
-        if "startContainer" in launch.hooks:
-            from minirun import hooks
-
-            with tracer.step("hooks", "startContainer"):
-                hooks.run(cfg, "startContainer", {**state, "status": "created"})
-        process.close_fds_for_exec(launch.preserve_fds)
         if launch.seccomp is not None and proc.get("noNewPrivileges"):
             # `start` forwards the notify fd to the agent: create has exited by now.
             _load_seccomp(launch.seccomp, tracer,
                           lambda fd: socket.send_fds(conn, [NOTIFY_MARK], [fd]))
+        if "startContainer" in launch.hooks:
+            from minirun import hooks
+
+            # after the filter (filtered as the process will be), cwd the container's root
+            hooks.run(cfg, "startContainer", {**state, "status": "created"}, cwd="/")
         process.exec_process(path, proc, env)
     except BaseException as e:  # noqa: BLE001
         if conn is None:
@@ -356,7 +360,8 @@ def _create_hooks(launch: Launch, chan: Channel, tracer: Tracer) -> dict:
         from minirun import hooks
 
         with tracer.step("hooks", "createContainer"):
-            hooks.run(launch.cfg, "createContainer", state)
+            # in the container's namespaces, cwd at its root (not yet pivoted into)
+            hooks.run(launch.cfg, "createContainer", state, cwd=launch.rootfs)
     return state
 
 
@@ -453,18 +458,18 @@ def exec_process_main(launch: ExecLaunch, chan: Channel) -> None:
                 terminal.setup_console(launch.console, proc.get("consoleSize"), False)
         process.apply_rlimits(proc.get("rlimits") or [], tracer)
         nnp = proc.get("noNewPrivileges")
-        if launch.seccomp is not None and not nnp:
-            _exec_join_cgroup(launch, chan)  # before the filter can refuse our messages
-            _load_seccomp(launch.seccomp, tracer, lambda fd: _notify_via(chan, fd))
-        process.switch_user(proc, "user" in launch.kinds, tracer)
+        # As the init: cwd while privileged, checks and close-on-exec before the filter.
         process.enter_cwd(proc.get("cwd") or "/", tracer)
         env = process.process_env(proc)
         with tracer.step("find-executable", f"{proc['args'][0]} (process.args[0])"):
             path = process.find_executable(proc)
+        process.close_fds_for_exec(launch.preserve_fds)
+        _exec_join_cgroup(launch, chan)  # before the filter can refuse our messages
+        if launch.seccomp is not None and not nnp:
+            _load_seccomp(launch.seccomp, tracer, lambda fd: _notify_via(chan, fd))
+        process.switch_user(proc, "user" in launch.kinds, tracer)
         if nnp:
             process.set_no_new_privs(tracer)
-        process.close_fds_for_exec(launch.preserve_fds)
-        _exec_join_cgroup(launch, chan)
         if launch.seccomp is not None and nnp:
             _load_seccomp(launch.seccomp, tracer, lambda fd: _notify_via(chan, fd))
         process.exec_process(path, proc, env)

@@ -1,0 +1,79 @@
+"""The order of the set-up steps, runc's (issue 12): the seccomp filter goes on as late as
+it can, with nothing but the user switch (and, with no_new_privs, nothing at all) after
+it, so custom allow-list profiles that lack what only the runtime needs (close_range,
+getcwd, fcntl) still start; cwd is entered while privileged; startContainer hooks run
+under the filter with cwd at the container's root."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import MINIRUN_BIN, RUNC_BIN
+
+# What busybox's sh/true/echo and the kernel's execve need, and the user switch: an
+# allow-list as custom profiles are written, which never heard of the runtime's needs.
+ALLOWED = """read write writev readv openat open close exit exit_group execve execveat brk mmap
+munmap mprotect mremap madvise arch_prctl set_tid_address set_robust_list rseq prlimit64
+getrandom newfstatat fstat stat lstat statx ioctl getuid geteuid getgid getegid getpid
+getppid gettid getpgrp setuid setgid setgroups setresuid setresgid capget capset prctl
+rt_sigaction rt_sigprocmask rt_sigreturn sigaltstack uname access faccessat faccessat2
+readlink readlinkat getdents64 lseek dup dup2 dup3 pipe pipe2 wait4 clone clone3 vfork
+fork futex nanosleep clock_nanosleep clock_gettime gettimeofday kill tgkill tkill chdir
+fchdir sendto sendmsg recvfrom recvmsg accept accept4 socket connect poll ppoll
+pselect6 select getsockopt setsockopt getsockname getpeername umask sched_yield
+sched_getaffinity getcwd fcntl close_range membarrier""".split()
+
+
+def _profile(without: set[str]) -> dict:
+    return {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": sorted(set(ALLOWED) - without),
+                          "action": "SCMP_ACT_ALLOW"}]}
+
+
+@pytest.mark.parametrize("nnp", [True, False], ids=["nnp", "no-nnp"])
+@pytest.mark.parametrize("missing", [{"close_range"}, {"getcwd"}, {"fcntl"},
+                                     {"close_range", "getcwd", "fcntl"}],
+                         ids=["close_range", "getcwd", "fcntl", "all-three"])
+def test_allow_list_without_runtime_syscalls_starts(run_container, nnp, missing):
+    r = run_container(["echo", "started"], {"process": {"noNewPrivileges": nnp},
+                                            "linux": {"seccomp": _profile(missing)}})
+    assert r.returncode == 0 and "started" in r.stdout, r.result
+
+
+@pytest.mark.parametrize("binary", [MINIRUN_BIN, RUNC_BIN], ids=["minirun", "runc"])
+def test_cwd_entered_while_privileged(make_runtime, bundle, cid, binary, public_tmp):
+    """A user without search permission on its cwd still starts there, as runc allows."""
+    if not os.path.exists(binary):
+        pytest.skip("runc is not installed")
+    rt = make_runtime(binary, "rt")
+
+    def edits(cfg):
+        cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+        cfg["process"]["cwd"] = "/locked/in"
+        cfg["process"]["args"] = ["sh", "-c", "echo cwd=$(pwd)"]
+
+    b = bundle(None, edits, base=public_tmp)
+    locked = b / "rootfs" / "locked"
+    (locked / "in").mkdir(parents=True)
+    locked.chmod(0o700)  # root's: uid 1000 cannot search it
+    r = rt("run", "--bundle", b, cid())
+    assert r.returncode == 0 and "cwd=/locked/in" in r.stdout, r
+
+
+@pytest.mark.minirun_only
+def test_start_container_hook_runs_under_the_filter_at_the_root(run_container, bundle):
+    """startContainer hooks run in the container, after the filter: mkdir denied by the
+    profile fails in the hook too; its cwd is the container's root."""
+    def edits(cfg):
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}
+        cfg["root"]["readonly"] = False
+        cfg["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": [
+            "sh", "-c", "pwd > /hook-cwd; mkdir /hook-dir 2>/dev/null; echo $? > /hook-rc"]}]}
+        cfg["process"]["args"] = ["sh", "-c", "cat /hook-cwd /hook-rc"]
+
+    r = run_container([], bundle_dir=bundle(None, edits))
+    assert r.returncode == 0, r.result
+    assert r.stdout.split() == ["/", "1"], r.stdout
