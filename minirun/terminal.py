@@ -40,11 +40,21 @@ def connect_console_socket(path: str) -> socket.socket:
 
 # ---------------------------------------------------------------- container side
 
-def setup_console(console: socket.socket, size: dict | None, dev_console: bool) -> None:
+TTY_GID = 5  # the tty group, as devpts' gid=5 and runc
+
+
+def setup_console(console: socket.socket, size: dict | None, dev_console: bool,
+                  owner: int | None = None) -> None:
     """Open a pty, send its master to `console`, make the slave our stdio and ctty.
     The caller must be a session leader. With dev_console (the container's init), the
-    pty is bind-mounted on /dev/console, as config-linux.md's default devices say."""
+    pty is bind-mounted on /dev/console, as config-linux.md's default devices say. The
+    slave goes to `owner` (process.user.uid), group tty, before the user switch (runc)."""
     master, slave = os.openpty()
+    if owner is not None:
+        try:
+            os.fchown(slave, owner, TTY_GID)
+        except OSError:
+            os.fchown(slave, owner, -1)  # no tty group mapped (a user namespace)
     if size:
         set_winsize(master, size.get("height", 0), size.get("width", 0))
     name = os.ttyname(slave)

@@ -420,3 +420,28 @@ def test_run_terminal_exit_by_signal(runtime, bundle, cid, pty_caller):
     assert pc.wait() == 137, pc.drain()
     assert pc.attrs() == pc.attrs_before
     assert winsize_of(pc.slave) == (24, 80)
+
+
+@pytest.mark.parametrize("how", ["run", "exec"])
+def test_pty_slave_belongs_to_the_user(runtime, bundle, cid, console_socket, how):
+    """The pty's slave is chowned to process.user.uid, group tty, before the user switch
+    (runc's order): a process that is not root owns its terminal."""
+    script = "stat -c '%u:%g' $(tty); echo ready; read x"
+    c = cid()
+    cs = console_socket()
+    if how == "run":
+        b = bundle(["sh", "-c", script], [terminal(24, 80),
+                                          {"process": {"user": {"uid": 1000, "gid": 1000}}}])
+        assert runtime.create(c, b, "--console-socket", cs.path).returncode == 0
+        con = cs.accept()
+        runtime.ok("start", c)
+    else:
+        runtime.ok("run", "-d", "--bundle", bundle(["sleep", "1000"]), c)
+        r = runtime("exec", "-t", "-d", "--user", "1000:1000", "--console-socket", cs.path, c,
+                    "sh", "-c", script)
+        assert r.returncode == 0, r
+        con = cs.accept()
+    out = con.read_until(b"ready\r\n").decode()
+    assert out.splitlines()[0].strip() == "1000:5", out
+    con.write(b"x\n")
+    runtime.ok("delete", "--force", c)

@@ -255,7 +255,8 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
             rootfs.readonly_root(tracer)
         if proc.get("terminal") and launch.console is not None:
             with tracer.step("console", "pty (process.terminal)"):
-                terminal.setup_console(launch.console, proc.get("consoleSize"), True)
+                terminal.setup_console(launch.console, proc.get("consoleSize"), True,
+                                       (proc.get("user") or {}).get("uid", 0))
         _set_names(cfg, tracer)
         if not launch.no_new_keyring:
             _new_keyring(launch.id, tracer)
@@ -455,7 +456,8 @@ def exec_process_main(launch: ExecLaunch, chan: Channel) -> None:
         if proc.get("terminal") and launch.console is not None:
             os.setsid()
             with tracer.step("console", "pty (process.terminal)"):
-                terminal.setup_console(launch.console, proc.get("consoleSize"), False)
+                terminal.setup_console(launch.console, proc.get("consoleSize"), False,
+                                       (proc.get("user") or {}).get("uid", 0))
         process.apply_rlimits(proc.get("rlimits") or [], tracer)
         nnp = proc.get("noNewPrivileges")
         # As the init: cwd while privileged, checks and close-on-exec before the filter.
