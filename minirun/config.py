@@ -49,6 +49,9 @@ def load(bundle: str) -> dict:
     except UnicodeDecodeError as e:
         raise ConfigError("", f"{path}: not UTF-8 text: {e.reason}") from None
     try:
+        from minirun.fieldnames import canonical
+
+        canonical(doc)
         validate(doc)
     except RecursionError:
         raise ConfigError("", f"{path}: nested too deeply to be a config") from None

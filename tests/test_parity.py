@@ -230,3 +230,19 @@ def test_frozen_cgroup_is_an_error(runtime, bundle, cid):
     assert "Traceback" not in r.stderr
     runtime.ok("resume", first)
     runtime.ok("delete", "--force", first)
+
+
+def test_field_names_in_another_case(pair, bundle, cid):
+    """Go's JSON decoding ignores case: runc runs `"Process"` and `resources.CPU`."""
+    def edits(cfg):
+        cfg["Process"] = cfg.pop("process")
+        cfg["Process"]["Args"] = ["sh", "-c", "echo $((1 + 1))"]
+        del cfg["Process"]["args"]
+        cfg["linux"]["resources"]["CPU"] = {}
+
+    b = bundle(None, edits)
+    for rt in pair:
+        r = rt("run", "--bundle", b, cid(rt.name))
+        assert r.returncode == 0 and r.stdout.strip() == "2", (rt.name, r)
+        if not rt.is_runc:
+            assert "Process taken as process" in r.stderr and "Go's JSON" in r.stderr
