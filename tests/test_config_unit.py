@@ -173,7 +173,7 @@ def test_parse_signal(text, num):
     assert cli.parse_signal(text) == num
 
 
-@pytest.mark.parametrize("text", ["SIGFOO", "0", "99", "NSIG"])
+@pytest.mark.parametrize("text", ["SIGFOO", "99", "NSIG"])
 def test_parse_signal_rejects(text):
     with pytest.raises(cli.UsageError):
         cli.parse_signal(text)

@@ -77,3 +77,45 @@ def test_start_container_hook_runs_under_the_filter_at_the_root(run_container, b
     r = run_container([], bundle_dir=bundle(None, edits))
     assert r.returncode == 0, r.result
     assert r.stdout.split() == ["/", "1"], r.stdout
+
+
+PROBE_C = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(void) {
+    long r = syscall(SYS_clone3, 0, 0);   /* newer than every name the profile lists */
+    printf("clone3 errno=%d\n", r < 0 ? errno : 0);
+    r = syscall(500);                      /* a number no kernel has (yet) */
+    printf("500 errno=%d\n", r < 0 ? errno : 0);
+    return 0;
+}
+"""
+
+
+def test_syscall_newer_than_the_profile_gets_enosys(run_container, bundle, tmp_path):
+    """A profile written before clone3 (default errno, an allow-list without it): clone3
+    and unknown numbers return ENOSYS (as runc 1.1), so libcs fall back to clone; a
+    syscall the profile's numbers cover still gets the default errno."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("gcc"):
+        pytest.skip("gcc is needed to build the probe (make deps installs it)")
+    src = tmp_path / "probe.c"
+    src.write_text(PROBE_C)
+    probe = tmp_path / "probe"
+    r = subprocess.run(["gcc", "-static", "-O2", "-o", str(probe), str(src)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot build a static probe: {r.stderr.strip()[-200:]}")
+    names = sorted(set(ALLOWED) - {"clone3", "close_range", "faccessat2", "rseq",
+                                   "membarrier"})
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+               "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]}
+    b = bundle(["/probe"], {"linux": {"seccomp": profile}})
+    shutil.copy(probe, b / "rootfs" / "probe")
+    r = run_container([], bundle_dir=b)
+    assert r.returncode == 0, r.result
+    assert "clone3 errno=38" in r.stdout and "500 errno=38" in r.stdout, r.stdout

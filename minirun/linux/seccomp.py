@@ -264,6 +264,7 @@ class Filter:
         self.listener_metadata: str = seccomp.get("listenerMetadata") or ""
         self.skipped: list[str] = []   # syscall names this libseccomp cannot resolve
         self.rules = 0                 # rules added to libseccomp
+        self.enosys = 0                # ENOSYS rules for syscalls newer than the profile
 
     def attribute(self, attr: int) -> int:
         """A libseccomp filter attribute (lib.SCMP_FLTATR_*), e.g. to check the flags."""
@@ -328,6 +329,8 @@ def compile_filter(seccomp: dict) -> Filter | None:
         _attr(ctx, lib.SCMP_FLTATR_CTL_OPTIMIZE, 2)  # best effort, as runc
     for i, call in enumerate(calls):
         _add_rules(f, call, default, f"{P}.syscalls[{i}]")
+    if seccomp["defaultAction"] not in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG"):
+        _enosys_above(f, calls)
     if f.notify and lib.mr_seccomp_api_get() < 6:
         raise ConfigError(P, "SCMP_ACT_NOTIFY needs libseccomp >= 2.5 and Linux >= 5.7 "
                           f"(libseccomp {library_version()} reports API level "
@@ -365,6 +368,26 @@ def _add_rules(f: Filter, call: dict, default: int, cp: str) -> None:
                                   f"{call['action']} rule for {name}: {_strerror(ffi.errno)}")
             f.rules += 1
             f.notify = f.notify or call["action"] == "SCMP_ACT_NOTIFY"
+
+
+ENOSYS_UP_TO = 512  # above every syscall number Linux has on any 64-bit arch today
+
+
+def _enosys_above(f: Filter, calls: list[dict]) -> None:
+    """runc 1.1's rule: a syscall newer than every one the profile names returns ENOSYS,
+    not the default action's errno, so a libc falls back (clone3 -> clone) instead of
+    failing. Numbers of the native architecture, from the highest named one up."""
+    named = {resolve(n) for c in calls for n in c["names"]} - {lib.__NR_SCMP_ERROR}
+    if not named:
+        return
+    enosys = lib.mr_scmp_act_errno(errno.ENOSYS)
+    zeros = (ffi.new("unsigned int[]", [0]), ffi.new("int[]", [0]),
+             ffi.new("uint64_t[]", [0]), ffi.new("uint64_t[]", [0]))
+    if max(named) + 1 < ENOSYS_UP_TO:
+        _attr(f.ctx, lib.SCMP_FLTATR_CTL_OPTIMIZE, 2)  # a binary tree, not a long list
+    for nr in range(max(named) + 1, ENOSYS_UP_TO):
+        if lib.mr_seccomp_rule_add(f.ctx, enosys, nr, 0, *zeros) == 0:
+            f.enosys += 1
 
 
 def _strerror(err: int) -> str:
