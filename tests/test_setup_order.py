@@ -119,3 +119,20 @@ def test_syscall_newer_than_the_profile_gets_enosys(run_container, bundle, tmp_p
     r = run_container([], bundle_dir=b)
     assert r.returncode == 0, r.result
     assert "clone3 errno=38" in r.stdout and "500 errno=38" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("binary", [MINIRUN_BIN, RUNC_BIN], ids=["minirun", "runc"])
+def test_mounts_under_a_read_only_mount(make_runtime, bundle, cid, binary):
+    """/dev mounted `ro` with /dev/pts under it: made first, read-only after (runc)."""
+    rt = make_runtime(binary, "rt")
+
+    def edits(cfg):
+        for m in cfg["mounts"]:
+            if m["destination"] == "/dev":
+                m["options"] = [*m["options"], "ro"]
+        cfg["process"]["args"] = ["sh", "-c", "ls -d /dev/pts/ptmx /dev/null; "
+                                  "touch /dev/x 2>/dev/null && echo dev-rw || echo dev-ro"]
+
+    r = rt("run", "--bundle", bundle(None, edits), cid())
+    assert r.returncode == 0, r
+    assert sorted(r.stdout.split()) == ["/dev/null", "/dev/pts/ptmx", "dev-ro"], r.stdout

@@ -47,6 +47,7 @@ class Rootfs:
         self.new_cgroupns = new_cgroupns
         self.cgroup_dir = cgroup_dir  # the container's cgroup in the host's hierarchy
         self.fd = -1
+        self.deferred_ro: list[tuple[str, int]] = []  # (destination, flags) to make ro
 
     # ----------------------------------------------------------- safe path handling
 
@@ -111,6 +112,15 @@ class Rootfs:
         # never depends on nodes (or symlinks) the image put in its /dev.
         self.populate_dev(linux.get("devices") or [])
         self.mask_paths(linux.get("maskedPaths") or [])
+        self.remount_read_only()
+
+    def remount_read_only(self) -> None:
+        """The `ro` of every mount, applied after all mounts and devices (runc's order):
+        a mount under a read-only one (/dev/pts under a `ro` /dev) can still be made."""
+        for dest, flags in self.deferred_ro:
+            with self.tracer.step("remount-ro", dest), self._reopen(dest) as top:
+                remount_bind(fdpath(top.fd), (flags & ~sc.MS_REMOUNT) | sc.MS_RDONLY, dest)
+        self.deferred_ro.clear()
 
     def mount(self, m: dict, bundle: str, where: str) -> None:
         opts = mountopts.parse(m.get("options") or [])
@@ -118,6 +128,9 @@ class Rootfs:
         source = m.get("source") or ""
         is_bind = kind == "bind" or bool(opts.flags & sc.MS_BIND)
         dest = m["destination"]
+        if opts.flags & sc.MS_RDONLY and not opts.flags & sc.MS_REMOUNT:
+            opts.flags &= ~sc.MS_RDONLY  # read-only once everything is mounted
+            self.deferred_ro.append((dest, opts.flags))
         if is_bind:
             opts.flags |= sc.MS_BIND
             if not source.startswith("/"):
