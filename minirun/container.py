@@ -225,6 +225,7 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
     """Fork the set-up process and serve it until the init is ready for `start`."""
     from minirun.cgroups.cgroup import join as cgroup_join
     from minirun.linux import init, namespaces
+    from minirun.linux.rootfs import open_bind_sources_in
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)  # exec.sock 0600 whatever the caller's umask (as runc)
@@ -247,6 +248,7 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
     short_state = {"id": cid, "bundle": bundle, "annotations": cfg.get("annotations")}
     handlers = {
         "userns": lambda _: namespaces.write_id_maps(child, linux, tracer),
+        "bind-sources": lambda _: open_bind_sources_in(child, cfg, bundle),
         "timens": lambda _: namespaces.write_time_offsets(child, linux["timeOffsets"], tracer),
         "hooks": lambda _: _create_hooks(cfg, short_state, session.target, tracer),
         "seccomp-notify": lambda m: forward_notify_fd(

@@ -103,7 +103,13 @@ class SetupSession:
                 err.child_trace = msg.get("trace")  # type: ignore[attr-defined]
                 raise err
             elif kind in handlers:
-                self.send({"type": "ok", **(handlers[kind](msg) or {})})
+                reply = handlers[kind](msg) or {}
+                fds = reply.pop("_fds", [])
+                try:
+                    wire.send(self.ours, json.dumps({"type": "ok", **reply}).encode(), fds)
+                finally:
+                    for fd in fds:
+                        os.close(fd)
             else:
                 raise MinirunError(f"set-up process sent an unknown message {kind!r}")
 

@@ -10,7 +10,7 @@ import socket
 
 CHUNK = 64 * 1024
 HEADER = 5
-MAX_FDS = 4
+MAX_FDS = 64  # fds sent with one message (bind-mount sources, a notify fd)
 
 
 def send(sock: socket.socket, data: bytes, fds: list[int] | tuple = ()) -> None:

@@ -136,3 +136,25 @@ def test_mounts_under_a_read_only_mount(make_runtime, bundle, cid, binary):
     r = rt("run", "--bundle", bundle(None, edits), cid())
     assert r.returncode == 0, r
     assert sorted(r.stdout.split()) == ["/dev/null", "/dev/pts/ptmx", "dev-ro"], r.stdout
+
+
+def test_bind_source_the_mapped_root_cannot_reach(run_container, public_tmp, tmp_path):
+    """The source sits in a directory only the host's root can search; the container's
+    root is uid 100000: the runtime opens the source from outside, in the container's
+    new mount namespace (runc's order), and the init mounts it by fd."""
+    hidden = tmp_path / "hidden"  # under pytest's tmp_path: 0700, root's
+    (hidden / "data").mkdir(parents=True)
+    (hidden / "data" / "file").write_text("reached")
+
+    def edits(cfg):
+        cfg["linux"]["namespaces"] = [{"type": t} for t in
+                                      ("pid", "network", "ipc", "uts", "mount", "user")]
+        for key in ("uidMappings", "gidMappings"):
+            cfg["linux"][key] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["mounts"] = [m for m in cfg["mounts"] if m["type"] not in ("sysfs", "cgroup")]
+        cfg["mounts"].append({"destination": "/tmp", "type": "bind",  # exists in the image
+                              "source": str(hidden / "data"), "options": ["rbind", "ro"]})
+        cfg["process"]["args"] = ["cat", "/tmp/file"]
+
+    r = run_container([], edits, base=public_tmp)
+    assert r.returncode == 0 and r.stdout.strip() == "reached", r.result

@@ -43,10 +43,13 @@ class Channel:
         wire.send(self.sock, json.dumps(msg).encode(), [fd])
 
     def recv(self) -> dict:
+        return self.recv_fds()[0]
+
+    def recv_fds(self) -> tuple[dict, list[int]]:
         got = self.reader.recv()
         if got is None:
             os._exit(1)  # the runtime is gone: nothing to report to
-        return json.loads(got[0])
+        return json.loads(got[0]), got[1]
 
     def step(self, name: str, target: str, took: float, err: str | None) -> None:
         self.send({"type": "step", "name": name, "target": target, "took": took,
@@ -81,6 +84,10 @@ class Launch:
         self.debug = debug
         self.console: socket.socket | None = None
         self.cgroup = None  # container_cgroup.Prepared, set by the runtime
+        # mounts[i] -> an O_PATH fd on its bind source, opened by the runtime (see above)
+        self.bind_fds: dict[int, int] = {}
+        self.bind_sources = any(m.get("type") == "bind" or {"bind", "rbind"} & set(
+            m.get("options") or []) for m in cfg.get("mounts") or [])
         self.host_euid = os.geteuid()  # the runtime's (before any user namespace)
         self.own_cgroup = ""  # the runtime's cgroup dir, when the container has none
         self.linux = cfg.get("linux") or {}
@@ -160,6 +167,13 @@ def _setup_namespaces(launch: Launch, chan: Channel) -> None:
         _unshare_rest(launch, tracer)
         if launch.sealed:
             _drop_cgroup_fds(launch)
+        if (launch.bind_sources and launch.host_euid == 0 and plan.has_new("user")
+                and plan.has_new("mount")):
+            # Our mapped root may not reach them: the runtime opens them from outside,
+            # in our new mount namespace (runc's order), and hands us the fds.
+            chan.send({"type": "bind-sources"})
+            reply, fds = chan.recv_fds()
+            launch.bind_fds = dict(zip(reply["indexes"], fds, strict=True))
         if plan.has_new("time") and launch.linux.get("timeOffsets"):
             # Written by the runtime: we are non-dumpable, so our /proc files are root's
             # (the host's root) and a user namespace's root cannot write them.
@@ -244,6 +258,7 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
         in_userns = "user" in plan.new or "user" in plan.join
         root = rootfs.Rootfs(launch.rootfs, tracer, in_userns, plan.has_new("cgroup"),
                              launch.cgroup.cg.dir if launch.cgroup else launch.own_cgroup)
+        root.bind_fds = launch.bind_fds
         root.prepare(cfg, launch.bundle)
         root.make_cwd(proc.get("cwd") or "/")
         state = _create_hooks(launch, chan, tracer)

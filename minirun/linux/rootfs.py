@@ -36,6 +36,37 @@ def fdpath(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
+def open_bind_sources_in(pid: int, cfg: dict, bundle: str) -> dict:
+    """Runs in the runtime (host root): join the mount namespace of the set-up process,
+    open every bind source there (O_PATH), come back. The reply carries the fds."""
+    own = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    cwd = os.open(".", os.O_PATH | os.O_CLOEXEC)
+    target = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    indexes, fds = [], []
+    try:
+        sc.setns(target, sc.NS_FLAGS["mount"], f"/proc/{pid}/ns/mnt")
+        try:
+            for i, m in enumerate(cfg.get("mounts") or []):
+                opts = m.get("options") or []
+                if m.get("type") != "bind" and "bind" not in opts and "rbind" not in opts:
+                    continue
+                source = m.get("source") or ""
+                if not source.startswith("/"):
+                    source = os.path.join(bundle, source)
+                try:
+                    fds.append(os.open(source, os.O_PATH | os.O_CLOEXEC))
+                    indexes.append(i)
+                except OSError:
+                    pass  # the init reports it, with the field, when it mounts
+        finally:
+            sc.setns(own, sc.NS_FLAGS["mount"], "/proc/self/ns/mnt")
+            os.fchdir(cwd)
+    finally:
+        for fd in (own, cwd, target):
+            os.close(fd)
+    return {"indexes": indexes, "_fds": fds}
+
+
 class Rootfs:
     """The rootfs of one container, addressed through an O_PATH fd on its directory."""
 
@@ -48,6 +79,7 @@ class Rootfs:
         self.cgroup_dir = cgroup_dir  # the container's cgroup in the host's hierarchy
         self.fd = -1
         self.deferred_ro: list[tuple[str, int]] = []  # (destination, flags) to make ro
+        self.bind_fds: dict[int, int] = {}  # mounts[i] -> O_PATH fd on its source
 
     # ----------------------------------------------------------- safe path handling
 
@@ -107,7 +139,10 @@ class Rootfs:
         mounts = cfg.get("mounts") or []
         for i, m in enumerate(mounts):
             with self.tracer.step("mount", f"{m['destination']} (mounts[{i}])"):
-                self.mount(m, bundle, f"mounts[{i}]")
+                self.mount(m, bundle, f"mounts[{i}]", self.bind_fds.get(i))
+        for fd in self.bind_fds.values():
+            os.close(fd)
+        self.bind_fds = {}
         # The spec's default devices, with or without a /dev mount (as runc): a container
         # never depends on nodes (or symlinks) the image put in its /dev.
         self.populate_dev(linux.get("devices") or [])
@@ -122,7 +157,7 @@ class Rootfs:
                 remount_bind(fdpath(top.fd), (flags & ~sc.MS_REMOUNT) | sc.MS_RDONLY, dest)
         self.deferred_ro.clear()
 
-    def mount(self, m: dict, bundle: str, where: str) -> None:
+    def mount(self, m: dict, bundle: str, where: str, source_fd: int | None = None) -> None:
         opts = mountopts.parse(m.get("options") or [])
         kind = m.get("type") or ""
         source = m.get("source") or ""
@@ -135,6 +170,8 @@ class Rootfs:
             opts.flags |= sc.MS_BIND
             if not source.startswith("/"):
                 source = os.path.join(bundle, source)
+            if source_fd is not None:
+                source = fdpath(source_fd)  # opened by the runtime, in our mount namespace
             try:
                 is_dir = stat.S_ISDIR(os.stat(source).st_mode)
             except OSError as e:
