@@ -125,6 +125,8 @@ def _create(store: Store, cid: str, bundle: str, opts: dict) -> int:
         session.abort()
         if cgroup is not None and not cgroup.shared:
             cgroup.cg.destroy()
+            if cgroup.v1 is not None:
+                cgroup.v1.destroy()
         _teardown_network(store, st)
         cdir.remove()
         if type(e).__name__ == "HookError":
@@ -223,7 +225,6 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
             opts: dict, session: SetupSession, console: socket.socket | None,
             cgroup: container_cgroup.Prepared) -> int:
     """Fork the set-up process and serve it until the init is ready for `start`."""
-    from minirun.cgroups.cgroup import join as cgroup_join
     from minirun.linux import init, namespaces
     from minirun.linux.rootfs import open_bind_sources_in
 
@@ -254,7 +255,7 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
         "seccomp-notify": lambda m: forward_notify_fd(
             cfg, hooks_state(short_state, "creating", session.target), m["fd"]),
         # A sealed init (linux/sealed.py) holds no cgroup fd: we move it.
-        "cgroup": lambda _: cgroup_join(cgroup.procs_fd, session.target_pid),
+        "cgroup": lambda _: cgroup.join_all(session.target_pid),
     }
     if not session.listen("ready", handlers):
         raise MinirunError("the container's set-up processes exited without a word")
@@ -668,13 +669,15 @@ def _remove_cgroup(st: dict) -> None:
     """Whatever is left in the cgroup (a stopped container without a pid namespace can
     leave processes) is killed, then the cgroup goes."""
     cg = container_cgroup.of(st)
-    if cg is None or not cg.exists():
-        return
     if (st.get("cgroup") or {}).get("shared"):
         return  # it held other processes before the container: theirs, left alone
-    if cg.pids():
-        cg.kill_all(signal.SIGKILL)
-    cg.destroy()
+    if cg is not None and cg.exists():
+        if cg.pids():
+            cg.kill_all(signal.SIGKILL)
+        cg.destroy()
+    v1cg = container_cgroup.v1_of(st)
+    if v1cg is not None:
+        v1cg.destroy()  # its processes are gone with the cgroup2 ones
 
 
 def _config_or_none(cdir: ContainerDir) -> dict | None:

@@ -27,16 +27,28 @@ class Prepared:
         self.procs_fd = procs_fd  # the container's cgroup.procs
         self.own_fd = own_fd  # ours, to step back out after rooting a cgroup namespace
         self.shared = False  # it held other processes already: never kill or remove it
+        self.v1 = None  # cgroups.v1.V1Cgroups: the v1 hierarchies of v1-bound limits
+        self.v1_fds: list[int] = []  # their cgroup.procs, joined with procs_fd
 
     def record(self) -> dict:
         rec = {"mount": self.cg.mount, "path": self.cg.path,
                "made_parents": self.cg.made_parents}
         if self.shared:
             rec["shared"] = True
+        if self.v1 is not None:
+            rec["v1"] = self.v1.record()
+            rec["v1_made"] = self.v1.made
         return rec
 
+    def join_all(self, pid: int = 0) -> None:
+        """The process (ourselves with pid 0) into cgroup2 and every v1 directory."""
+        from minirun.cgroups.cgroup import join
+
+        for fd in (self.procs_fd, *self.v1_fds):
+            join(fd, pid)
+
     def close_fds(self) -> None:
-        for fd in (self.procs_fd, self.own_fd):
+        for fd in (self.procs_fd, self.own_fd, *self.v1_fds):
             if fd is not None:
                 os.close(fd)
 
@@ -84,20 +96,37 @@ def prepare(cid: str, linux: dict, intent=None) -> Prepared | None:
             log.warn(f"container's cgroup is not empty: {len(found)} process(es) found "
                      f"({cg.dir})")
             shared = True
-    cg.create(cgroups.needed_controllers(res))
+    from minirun.cgroups import host, v1
+
+    routed = v1.targets(res, host.v2_controllers(mount), host.v1_bound_controllers())
+    res_v2 = v1.without(res, routed)
+    cg.create(cgroups.needed_controllers(res_v2))
+    v1cg = None
     try:
         paths = [d["path"] for d in linux.get("devices") or []]
-        cg.apply(res, spec_device_paths=paths)
+        cg.apply(res_v2, spec_device_paths=paths)
+        if routed:
+            # Limits of controllers bound to v1 here (a hybrid host), in their hierarchy.
+            v1cg = v1.for_container(cid, linux.get("cgroupsPath"), routed)
+            if intent is not None:
+                intent({"mount": mount, "path": path, "made_parents": [],
+                        "v1": v1cg.record()})
+            v1cg.create(v1.plan(res, routed))
         procs_fd = cg.open_procs()
         own_fd = None
         if any(ns["type"] == "cgroup" and not ns.get("path")
                for ns in linux.get("namespaces") or []):
             own_fd = os.open(_own_procs(mount), os.O_WRONLY | os.O_CLOEXEC)
+        v1_fds = v1cg.open_procs() if v1cg is not None else []
     except BaseException:
         cg.destroy()
+        if v1cg is not None:
+            v1cg.destroy()
         raise
     prepared = Prepared(cg, procs_fd, own_fd)
     prepared.shared = shared
+    prepared.v1 = v1cg
+    prepared.v1_fds = v1_fds
     return prepared
 
 
@@ -278,7 +307,17 @@ def update(store, cid: str, res: dict) -> None:
             raise MinirunError(f"cannot update container {cid!r}: it is stopped")
         cg = _require(st, cid)
         cgroups.validate_resources(res, cg.mount)
-        cg.apply(res, devices="devices" in res)
+        from minirun.cgroups import host, v1
+
+        routed = v1.targets(res, host.v2_controllers(cg.mount), host.v1_bound_controllers())
+        cg.apply(v1.without(res, routed), devices="devices" in res)
+        if routed:
+            v1cg = v1_of(st)
+            if v1cg is None:
+                raise MinirunError(f"cannot update container {cid!r}: its limits of "
+                                   f"{', '.join(sorted(routed))} live in cgroup v1 here, "
+                                   "and it was created without any")
+            v1cg.update(v1.plan(res, routed))
         cfg = cdir.load_config()
         merged = cfg["linux"].setdefault("resources", {})
         for key, value in res.items():
@@ -339,3 +378,15 @@ def _int(text: str, flag: str) -> int:
         return int(text)
     except ValueError:
         raise MinirunError(f"--{flag.replace('_', '-')} {text!r}: expected an integer") from None
+
+
+def v1_of(st: dict):
+    """The v1 directories recorded in a container's state, or None."""
+    rec = (st.get("cgroup") or {}).get("v1")
+    if not rec:
+        return None
+    from minirun.cgroups import v1
+
+    cgs = v1.V1Cgroups(dict(rec))
+    cgs.made = list((st.get("cgroup") or {}).get("v1_made") or [])
+    return cgs

@@ -160,7 +160,7 @@ def _spawn(cid: str, st: dict, proc: dict, cfg: dict, opts: dict) -> int:
             "seccomp-notify": lambda m: forward_notify_fd(
                 {"linux": linux}, hooks_state(st, "running", st["pid"]), m["fd"],
                 session.target),
-            "cgroup": lambda m: cgroup_join(cgroup_fd, session.target_pid),
+            "cgroup": lambda m: _join_all(cgroup_fd, st, session.target_pid),
         }
         session.listen(until=None, handlers=handlers)  # end of file: it exec'd (or died)
         pid = session.target_pid
@@ -189,6 +189,19 @@ def _spawn(cid: str, st: dict, proc: dict, cfg: dict, opts: dict) -> int:
         copy_winsize(0, master)
         relay_end.close()
     return wait_process(pid, master)
+
+
+def _join_all(cgroup_fd: int, st: dict, pid: int) -> None:
+    """The exec'd process into the container's cgroup2 and its v1 directories (limits of
+    v1-bound controllers on a hybrid host), as runc joins every hierarchy."""
+    cgroup_join(cgroup_fd, pid)
+    v1cg = container_cgroup.v1_of(st)
+    if v1cg is not None:
+        for fd in v1cg.open_procs():
+            try:
+                cgroup_join(fd, pid)
+            finally:
+                os.close(fd)
 
 
 def _open_procs(cg, sub: str | None) -> int:

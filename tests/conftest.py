@@ -561,11 +561,20 @@ def pids_referencing(path: str) -> dict[int, str]:
     return out
 
 
+# The v1 hierarchies containers may use on a hybrid host (never the machine's memory one).
+V1_ROOTS = [p for p in Path("/sys/fs/cgroup").iterdir()
+            if p.is_dir() and not p.is_symlink() and p != CGROUP2_ROOT
+            and "memory" not in p.name and "systemd" not in p.name
+            and p.name.split(",")[0] in ("cpu", "cpuacct", "cpuset", "pids", "blkio")] \
+    if CGROUP2_ROOT != Path("/sys/fs/cgroup") else []
+
+
 def cgroup_dirs() -> set[str]:
     out = set()
-    for dirpath, dirnames, _ in os.walk(CGROUP2_ROOT):
-        for d in dirnames:
-            out.add(os.path.join(dirpath, d))
+    for root in (CGROUP2_ROOT, *V1_ROOTS):
+        for dirpath, dirnames, _ in os.walk(root):
+            for d in dirnames:
+                out.add(os.path.join(dirpath, d))
     return out
 
 

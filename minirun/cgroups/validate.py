@@ -39,15 +39,18 @@ def validate_resources(res: dict, mount: str) -> None:
     if not isinstance(res, dict):
         raise ConfigError(R, "must be an object")
     _check_unknown_sections(res)
-    _memory(_section(res, "memory"))
-    _cpu(_section(res, "cpu"))
+    from minirun.cgroups import v1
+
+    routed = v1.targets(res, host.v2_controllers(mount), host.v1_bound_controllers())
+    _memory(_section(res, "memory"), "memory" in routed)
+    _cpu(_section(res, "cpu"), "cpu" in routed)
     _pids(_section(res, "pids"))
     _block_io(_section(res, "blockIO"))
     _hugepages(res.get("hugepageLimits"))
     _rdma(res.get("rdma"))
     _unified(res.get("unified"))
     _network(res.get("network"))
-    _availability(res, mount)
+    _availability(v1.without(res, routed), mount)
     _host_fit(res)
     devices.reduce_rules(devices.with_defaults(devices.parse_rules(res.get("devices"))))
 
@@ -92,8 +95,17 @@ def _limit(value: object, where: str) -> None:
     _int(value, where, -1, I64_MAX, "-1 for unlimited, or a number of bytes")
 
 
-def _memory(mem: dict) -> None:
+def _memory(mem: dict, in_v1: bool = False) -> None:
     f = f"{R}.memory"
+    if in_v1:  # cgroup v1 (hybrid host): swappiness and oom_control have a meaning there
+        for key in ("limit", "reservation", "swap"):
+            _limit(mem.get(key), f"{f}.{key}")
+        _int(mem.get("swappiness"), f"{f}.swappiness", 0, 100)
+        for key in ("kernel", "kernelTCP"):
+            if mem.get(key):
+                raise ConfigError(f"{f}.{key}", "kernel memory limits are deprecated and "
+                                  "ignored by the kernel: remove it")
+        return
     for key in ("limit", "reservation", "swap"):
         _limit(mem.get(key), f"{f}.{key}")
     for key in ("kernel", "kernelTCP"):
@@ -114,8 +126,13 @@ def _memory(mem: dict) -> None:
         raise ConfigError(f"{f}.swap", str(e)) from None
 
 
-def _cpu(cpu: dict) -> None:
+def _cpu(cpu: dict, in_v1: bool = False) -> None:
     f = f"{R}.cpu"
+    if in_v1:
+        for key in ("burst", "idle"):
+            if cpu.get(key):
+                raise ConfigError(f"{f}.{key}", "has no meaning in cgroup v1, where this "
+                                  "host's cpu controller is bound")
     shares = _int(cpu.get("shares"), f"{f}.shares", 0, MAX_SHARES)
     if shares and shares < MIN_SHARES:
         raise ConfigError(f"{f}.shares", f"{shares}: out of range ({MIN_SHARES} to {MAX_SHARES})")
@@ -135,7 +152,7 @@ def _cpu(cpu: dict) -> None:
     if idle and shares:
         raise ConfigError(f"{f}.idle", "an idle cgroup has no weight: drop cpu.shares or idle")
     for key in ("realtimeRuntime", "realtimePeriod"):
-        if cpu.get(key):
+        if cpu.get(key) and not in_v1:
             raise ConfigError(f"{f}.{key}", "real-time CPU scheduling limits do not exist "
                               "on cgroup v2")
     for key in ("cpus", "mems"):

@@ -291,7 +291,7 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
                     chan.send({"type": "cgroup"})
                     chan.recv()
                 else:
-                    cgroup_join(launch.cgroup.procs_fd)
+                    launch.cgroup.join_all()
         process.close_fds_for_exec(launch.preserve_fds)
         if launch.seccomp is not None and not proc.get("noNewPrivileges"):
             # Without no_new_privs the kernel wants CAP_SYS_ADMIN: load before dropping it

@@ -1,0 +1,108 @@
+"""Limits of controllers bound to cgroup v1 (a hybrid host, as this one): applied in that
+hierarchy with runc's v1 semantics, under the caller's own cgroup there; the container
+joins only the hierarchies its limits need; delete removes every directory it made (the
+leak guard walks the v1 hierarchies too). The machine's v1 memory hierarchy is never
+touched here (memory limits in v1 belong to the VM lane)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+V1 = Path("/sys/fs/cgroup")
+
+
+def _bound(controller: str) -> bool:
+    """Bound to v1 here: its v1 hierarchy is mounted and cgroup2 (unified) lacks it."""
+    unified = V1 / "unified" / "cgroup.controllers"
+    return (V1 / controller).is_dir() and unified.is_file() and \
+        controller not in unified.read_text().split()
+
+
+pytestmark = pytest.mark.skipif(not _bound("pids") or not _bound("cpu"),
+                                reason="needs cpu and pids bound to cgroup v1 (a hybrid host)")
+
+SLEEP = ["sleep", "1000"]
+
+
+def _v1_dirs(runtime, c) -> dict:
+    return json.loads((runtime.root / c / "state.json").read_text())["cgroup"]["v1"]
+
+
+def _read(path) -> str:
+    return Path(path).read_text().strip()
+
+
+def _member(pid: int, controller: str) -> str:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, names, path = line.split(":", 2)
+        if controller in names.split(","):
+            return path
+    return ""
+
+
+@pytest.mark.minirun_only
+def test_cpu_shares_quota_and_pids_limit_in_v1(runtime, bundle, cid):
+    c = cid()
+    res = {"cpu": {"shares": 512, "quota": 50000, "period": 100000}, "pids": {"limit": 64}}
+    runtime.ok("run", "-d", "--bundle", bundle(SLEEP, {"linux": {"resources": res}}), c)
+    dirs = _v1_dirs(runtime, c)
+    assert set(dirs) == {"cpu", "pids"}
+    assert _read(f"{dirs['cpu']}/cpu.shares") == "512"
+    assert _read(f"{dirs['cpu']}/cpu.cfs_quota_us") == "50000"
+    assert _read(f"{dirs['cpu']}/cpu.cfs_period_us") == "100000"
+    assert _read(f"{dirs['pids']}/pids.max") == "64"
+    pid = runtime.state(c)["pid"]
+    assert _member(pid, "pids").endswith("/" + c) and _member(pid, "cpu").endswith("/" + c)
+    assert not _member(pid, "cpuset").endswith("/" + c)  # no cpuset limit: not joined
+    runtime.ok("delete", "--force", c)
+    assert not any(Path(d).exists() for d in dirs.values())
+
+
+@pytest.mark.minirun_only
+def test_exec_joins_the_v1_cgroups(runtime, bundle, cid):
+    c = cid()
+    res = {"pids": {"limit": 64}}
+    runtime.ok("run", "-d", "--bundle", bundle(SLEEP, {"linux": {"resources": res}}), c)
+    out = runtime.ok("exec", c, "cat", "/proc/self/cgroup").stdout
+    pids_line = next(ln for ln in out.splitlines() if ":pids:" in ln)
+    assert pids_line.endswith("/" + c), out
+    runtime.ok("delete", "--force", c)
+
+
+@pytest.mark.minirun_only
+def test_pids_limit_is_enforced(sh):
+    out = sh("for i in 1 2 3 4 5 6 7 8; do sleep 5 & done 2>&1 | head -1; echo done",
+             {"linux": {"resources": {"pids": {"limit": 4}}}})
+    assert "can't fork" in out or "Resource temporarily unavailable" in out, out
+
+
+@pytest.mark.minirun_only
+def test_cpuset_inherits_then_limits(runtime, bundle, cid):
+    c = cid()
+    res = {"cpu": {"cpus": "0"}}
+    runtime.ok("run", "-d", "--bundle", bundle(SLEEP, {"linux": {"resources": res}}), c)
+    d = _v1_dirs(runtime, c)["cpuset"]
+    assert _read(f"{d}/cpuset.cpus") == "0"
+    assert _read(f"{d}/cpuset.mems") != ""  # copied from the parent, as v1 requires
+    runtime.ok("delete", "--force", c)
+
+
+@pytest.mark.minirun_only
+def test_update_in_v1(runtime, bundle, cid):
+    c = cid()
+    res = {"pids": {"limit": 64}, "cpu": {"shares": 256}}
+    runtime.ok("run", "-d", "--bundle", bundle(SLEEP, {"linux": {"resources": res}}), c)
+    runtime.ok("update", "--pids-limit", "100", "--cpu-share", "1024", c)
+    dirs = _v1_dirs(runtime, c)
+    assert _read(f"{dirs['pids']}/pids.max") == "100"
+    assert _read(f"{dirs['cpu']}/cpu.shares") == "1024"
+    runtime.ok("delete", "--force", c)
+
+
+@pytest.mark.minirun_only
+def test_v2_only_fields_refused_in_v1(run_container):
+    r = run_container(["true"], {"linux": {"resources": {"cpu": {"shares": 512, "idle": 1}}}})
+    assert r.returncode != 0 and "linux.resources.cpu.idle" in r.stderr, r.result
