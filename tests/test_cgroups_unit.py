@@ -219,7 +219,9 @@ def test_validate_refuses_with_the_field(pure_v2, res, field, why):
     assert why in err.why, err
 
 
-def test_validate_names_a_controller_the_mount_lacks(tmp_path):
+def test_validate_names_a_controller_the_mount_lacks(tmp_path, monkeypatch):
+    # a pure v2 host: nothing bound to v1 (on a hybrid one, pids would go to v1)
+    monkeypatch.setattr(host, "v1_bound_controllers", lambda *a, **k: set())
     (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
     err = refused({"pids": {"limit": 10}}, str(tmp_path))
     assert err.path == "linux.resources.pids"

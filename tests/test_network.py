@@ -643,7 +643,8 @@ def test_custom_bridge_and_subnet(lab: Lab) -> None:
 def cli(lab: Lab) -> Callable[..., subprocess.CompletedProcess]:
     """``cli(*args)``: minirun in the lab namespace, output through files (a created
     container keeps what it inherits open). Skips until `create` has --network."""
-    usage = subprocess.run([lab.rt.binary, "--help"], capture_output=True, text=True).stdout
+    usage = subprocess.run([lab.rt.binary, "create", "--help"], capture_output=True,
+                           text=True).stdout
     if "--network" not in usage:
         pytest.skip("minirun create has no --network flag yet (wiring of issue 5)")
     n = [0]

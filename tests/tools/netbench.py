@@ -191,7 +191,7 @@ def main() -> int:
         b = Bench(args.minirun, args.venv, Path(tmp))
         try:
             results = run(b, args)
-            usage = subprocess.run([args.minirun, "--help"], capture_output=True,
+            usage = subprocess.run([args.minirun, "create", "--help"], capture_output=True,
                                    text=True).stdout
             if "--network" in usage:
                 results.update(run_cli(b, args))
