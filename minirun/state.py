@@ -101,7 +101,9 @@ class Store:
             names = os.listdir(self.root)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if os.path.isdir(os.path.join(self.root, n)))
+        # (".network" and other dot directories are minirun's own, not containers)
+        return sorted(n for n in names
+                      if not n.startswith(".") and os.path.isdir(os.path.join(self.root, n)))
 
 
 class ContainerDir:

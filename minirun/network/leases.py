@@ -30,7 +30,7 @@ class LeaseBook:
 
     def __enter__(self) -> "LeaseBook":
         if self.create:
-            os.makedirs(self.root, mode=0o711, exist_ok=True)
+            os.makedirs(self.root, mode=0o700, exist_ok=True)  # as state.py's root
         try:
             self.fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
