@@ -185,3 +185,13 @@ def test_bad_root_is_one_line(runtime, bundle, cid, root):
         r = runtime(*args, global_args=["--root", root], root=False)
         assert r.returncode != 0 and f"--root {root}" in r.stderr, r
         assert "internal error" not in r.stderr
+
+
+def test_dot_directories_are_not_containers(runtime, bundle, cid):
+    """--root also holds minirun's own `.network` leases: never listed as a leftover."""
+    (runtime.root / ".network").mkdir(parents=True)
+    try:
+        r = runtime.ok("list", "--format", "json")
+        assert json.loads(r.stdout) is None and r.stderr == "", r
+    finally:
+        (runtime.root / ".network").rmdir()
