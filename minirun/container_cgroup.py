@@ -96,9 +96,9 @@ def prepare(cid: str, linux: dict, intent=None) -> Prepared | None:
             log.warn(f"container's cgroup is not empty: {len(found)} process(es) found "
                      f"({cg.dir})")
             shared = True
-    from minirun.cgroups import host, v1
+    from minirun.cgroups import v1
 
-    routed = v1.targets(res, host.v2_controllers(mount), host.v1_bound_controllers())
+    routed = v1.targets(res, mount)
     res_v2 = v1.without(res, routed)
     cg.create(cgroups.needed_controllers(res_v2))
     v1cg = None
@@ -307,9 +307,9 @@ def update(store, cid: str, res: dict) -> None:
             raise MinirunError(f"cannot update container {cid!r}: it is stopped")
         cg = _require(st, cid)
         cgroups.validate_resources(res, cg.mount)
-        from minirun.cgroups import host, v1
+        from minirun.cgroups import v1
 
-        routed = v1.targets(res, host.v2_controllers(cg.mount), host.v1_bound_controllers())
+        routed = v1.targets(res, cg.mount)
         cg.apply(v1.without(res, routed), devices="devices" in res)
         if routed:
             v1cg = v1_of(st)

@@ -264,9 +264,19 @@ def sections(res: dict) -> set[str]:
     return out
 
 
-def targets(res: dict, v2: set[str], bound: set[str]) -> set[str]:
-    """Controllers whose limits go to v1: needed, not in cgroup2 here, bound to v1."""
-    return {c for c in sections(res) if c not in v2 and c in bound and c in V1_ROUTABLE}
+def targets(res: dict, mount: str) -> set[str]:
+    """Controllers whose limits go to v1: needed, not in cgroup2 here, bound to v1. The
+    host is read only when the config limits something (not for runc's default spec)."""
+    needed = sections(res) & V1_ROUTABLE
+    if not needed:
+        return set()
+    from minirun.cgroups import host
+
+    v2 = host.v2_controllers(mount)
+    if needed <= v2:
+        return set()
+    bound = host.v1_bound_controllers()
+    return {c for c in needed if c not in v2 and c in bound}
 
 
 def without(res: dict, routed: set[str]) -> dict:

@@ -41,7 +41,7 @@ def validate_resources(res: dict, mount: str) -> None:
     _check_unknown_sections(res)
     from minirun.cgroups import v1
 
-    routed = v1.targets(res, host.v2_controllers(mount), host.v1_bound_controllers())
+    routed = v1.targets(res, mount)
     _memory(_section(res, "memory"), "memory" in routed)
     _cpu(_section(res, "cpu"), "cpu" in routed)
     _pids(_section(res, "pids"))
