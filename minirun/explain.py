@@ -58,6 +58,7 @@ class Script:
     def __init__(self) -> None:
         self.outer: list[str] = []
         self.inner: list[str] = []
+        self.deferred_ro: list[str] = []  # mount destinations made read-only at the end
 
     def block(self, lines: list[str], comment: str, *cmds: str) -> None:
         lines.append("")
@@ -147,10 +148,8 @@ def _inner(s: Script, cfg: dict, bundle: str, rootfs: str, new: list[dict]) -> N
     mounts = cfg.get("mounts") or []
     for i, m in enumerate(mounts):
         _mount(s, m, i, bundle)
-    if any(os.path.normpath(m["destination"]) == "/dev" for m in mounts):
-        _devices(s, linux.get("devices") or [], in_userns, defaults=True)
-    elif linux.get("devices"):
-        _devices(s, linux["devices"], in_userns, defaults=False)
+    # the spec's default devices, with or without a /dev mount (as minirun and runc)
+    _devices(s, linux.get("devices") or [], in_userns, defaults=True)
     cwd = proc.get("cwd") or "/"
     s.block(b, "process.cwd: created when missing, as root, before the user switch.",
             f'mkdir -p "$(inroot {q(cwd)})"')
@@ -158,17 +157,20 @@ def _inner(s: Script, cfg: dict, bundle: str, rootfs: str, new: list[dict]) -> N
     for key, value in (linux.get("sysctl") or {}).items():
         s.block(b, f"linux.sysctl.{key}: written in the new namespaces' /proc/sys.",
                 f"printf %s {q(value)} > /proc/sys/{key.replace('.', '/')}")
-    for i, path in enumerate(linux.get("readonlyPaths") or []):
-        s.block(b, f"linux.readonlyPaths[{i}]: bound onto itself, then remounted "
-                "read-only.",
-                f'p=$(inroot {q(path)}); if [ -e "$p" ]; then mount --rbind "$p" "$p"; '
-                'mount -o remount,bind,ro "$p"; fi')
     for i, path in enumerate(linux.get("maskedPaths") or []):
         s.block(b, f"linux.maskedPaths[{i}]: a file is covered with the host's /dev/null "
                 "(opened here,\nbefore pivot_root: never the image's), a directory with an "
                 "empty read-only tmpfs.",
                 f'p=$(inroot {q(path)}); if [ -d "$p" ]; then mount -t tmpfs -o ro tmpfs "$p"; '
                 'elif [ -e "$p" ]; then mount --bind /dev/null "$p"; fi')
+    for dest in s.deferred_ro:
+        s.block(b, f"{dest}: `ro` applied after every mount and device (so mounts below "
+                "it could be made)", f'mount -o remount,bind,ro "$(inroot {q(dest)})"')
+    for i, path in enumerate(linux.get("readonlyPaths") or []):
+        s.block(b, f"linux.readonlyPaths[{i}]: bound onto itself, then remounted "
+                "read-only.",
+                f'p=$(inroot {q(path)}); if [ -e "$p" ]; then mount --rbind "$p" "$p"; '
+                'mount -o remount,bind,ro "$p"; fi')
     if cfg["root"].get("readonly"):
         s.block(b, "root.readonly: the root remounted read-only, after every mount.",
                 'mount -o remount,bind,ro "$ROOTFS"')
@@ -212,6 +214,9 @@ def _mount(s: Script, m: dict, i: int, bundle: str) -> None:
                      "without a cgroup\nnamespace); the script mounts the cgroup2 "
                      "filesystem as it is.")
         kind = "cgroup2"
+    if "ro" in opts and "remount" not in opts:
+        opts = [o for o in opts if o != "ro"]  # read-only after every mount (as minirun)
+        s.deferred_ro.append(dest)
     flag = ["--rbind" if "rbind" in opts else "--bind"] if is_bind else ["-t", q(kind)]
     rest = [o for o in opts if o not in ("bind", "rbind")]
     o = f" -o {q(','.join(rest))}" if rest else ""

@@ -487,3 +487,18 @@ def test_hook_that_cannot_run_says_why(run_container, tmp_path):
     r = run_container(["true"], {"hooks": {"prestart": [{"path": str(hook)}]}})
     assert r.returncode != 0
     assert "carriage return" in r.stderr and "Errno" not in r.stderr, r.stderr
+
+
+def test_explain_read_only_dev_sees_the_same(runtime, bundle, tmp_path):
+    """`ro` on /dev with /dev/pts below it: the script applies it after every mount, as
+    minirun does (and the default devices are still made)."""
+    def edits(cfg):
+        for m in cfg["mounts"]:
+            if m["destination"] == "/dev":
+                m["options"] = [*m["options"], "ro"]
+        cfg["process"]["args"] = ["sh", "-c", PROBE]
+
+    b = bundle(None, edits, name="rodev")
+    by_hand, ran = _explain_and_run(runtime, b, tmp_path)
+    assert "/dev ro" in by_hand
+    assert _sees(by_hand) == _sees(ran)
