@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import MINIRUN_BIN, TIMEOUT
+from conftest import MINIRUN_BIN, RUNC_BIN, TIMEOUT
 
 
 def _no_dev_mounts(cfg: dict) -> None:
@@ -120,8 +120,14 @@ def test_joining_a_mount_namespace_is_refused(runtime, bundle, cid, ctx):
 # ---------------------------------------------------------------- issue 12: runc's checks
 
 
+@pytest.mark.parametrize("binary", [MINIRUN_BIN, RUNC_BIN], ids=["minirun", "runc"])
 @pytest.mark.parametrize("where,fs", [("proc", "proc"), ("sys", "sysfs")])
-def test_proc_and_sys_must_be_ordinary_directories(runtime, bundle, cid, where, fs, tmp_path):
+def test_proc_and_sys_must_be_ordinary_directories(make_runtime, bundle, cid, where, fs,
+                                                   tmp_path, binary):
+    """Side by side with runc 1.1.5: the same refusal, in the same words."""
+    if not os.path.exists(binary):
+        pytest.skip(f"{binary} is not installed")
+    runtime = make_runtime(binary, "rt")
     b = bundle(["true"])
     d = b / "rootfs" / where
     os.rmdir(d)
@@ -130,7 +136,8 @@ def test_proc_and_sys_must_be_ordinary_directories(runtime, bundle, cid, where, 
     d.symlink_to(target)
     r = runtime("run", "--bundle", b, cid())
     assert r.returncode != 0
-    assert f'filesystem "{fs}" must be mounted on ordinary directory' in r.stderr, r
+    said = r.stderr.replace('\\"', '"')  # runc's logrus line escapes its quotes
+    assert f'filesystem "{fs}" must be mounted on ordinary directory' in said, r
     assert list(target.iterdir()) == []
 
 
@@ -162,3 +169,29 @@ def test_no_pivot_hides_every_proc_and_sys_outside_the_root(tmp_path):
     outside = [m for m in mounts if m[0] in ("proc", "sysfs") and not m[1].startswith(str(root))]
     inside = [m for m in mounts if m[0] == "proc" and m[1] == f"{root}/proc"]
     assert outside == [] and inside, r.stdout
+
+
+@pytest.mark.minirun_only
+def test_own_node_refuses_a_node_swapped_for_a_symlink(tmp_path):
+    """The race of item 3, made deterministic: between mknodat and the chmod/chown, the
+    node is replaced by a symlink to a host file. minirun's chmod/chown go through an fd
+    on the inode (O_PATH|O_NOFOLLOW), so the swap is noticed and the file untouched."""
+    import importlib
+
+    rootfs = importlib.import_module("minirun.linux.rootfs")
+    victim = tmp_path / "victim"
+    victim.write_text("host file")
+    victim.chmod(0o600)
+    d = tmp_path / "dev"
+    d.mkdir()
+    os.mknod(d / "node", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    (d / "node").unlink()
+    (d / "node").symlink_to(victim)  # the swap
+    dfd = os.open(d, os.O_PATH | os.O_DIRECTORY)
+    try:
+        with pytest.raises(Exception, match="replaced|Too many levels|symbolic"):
+            rootfs._own_node(dfd, "node", stat.S_IFCHR, os.makedev(1, 3), 0o666, 4242, 4242)
+    finally:
+        os.close(dfd)
+    st = victim.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
