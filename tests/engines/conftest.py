@@ -12,13 +12,17 @@ instead of exec'ing it, and append its exit status and the lines it wrote to its
 ``exec --process`` file the engines hand over in ``<scratch>/kept``, at the cost of
 one extra process between the engine and the runtime.
 
-Safety on this hybrid-cgroup host: the cgroup v1 hierarchies under
-``/sys/fs/cgroup`` belong to the machine. containerd, podman, their shims and
-conmon, and so the runtime, run only inside a private mount namespace in which
-``/sys/fs/cgroup`` is a lone cgroup2 mount (the host's ``/sys/fs/cgroup/unified``).
+Safety on this hybrid-cgroup host: the v1 memory hierarchy belongs to the machine.
+containerd, podman, their shims and conmon, and so the runtime, run only inside a
+private mount namespace in which ``/sys/fs/cgroup`` is the host's hybrid layout but
+for the memory hierarchy, unmounted there (``ENGINE_CGROUP_VIEW=hybrid``, the
+default: the engines run with their stock settings, their cpu shares and pids limit
+land in the v1 cpu and pids hierarchies), or a lone cgroup2 mount, the host's
+``/sys/fs/cgroup/unified`` (``ENGINE_CGROUP_VIEW=v2``: a pure cgroup v2 host).
 ``supervisor.py`` holds that namespace for the session, runs containerd in it and
 ends everything it started when the session ends or pytest dies; podman enters it
-with ``nsenter``. The session fails if a directory appeared in a v1 hierarchy.
+with ``nsenter``. Every cgroup a test's containers used is checked gone in every
+hierarchy, and the session fails if a directory it made is left in a v1 hierarchy.
 containerd and its shims live outside pytest's process tree (the suite's leak
 check fails any process left below pytest): the per-test check here fails any
 process left below the supervisor but containerd.
@@ -33,10 +37,8 @@ hierarchy, the engines' temporary files in /tmp (``runc-process*``, ``pty*``,
 writes its blob-info cache there whatever the storage config says). Directories
 the session created (``/run/containerd``, the runtime root) are removed when empty.
 
-Constraints of this host the scenarios follow: the cgroup2 hierarchy has no cpu or
-pids controller (they are bound to v1), so ``ctr run`` gets ``--cpu-shares 0`` (its
-default 1024 writes cpu.weight) and podman ``pids_limit = 0``; podman's default
-ulimits need CAP_SYS_RESOURCE, so containers.conf sets lower ones.
+Constraint of this host the scenarios follow: podman's default ulimits need
+CAP_SYS_RESOURCE, which root lacks here, so containers.conf sets lower ones.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ _BLOBINFO_FILE = BLOBINFO_CACHE / "cache" / "blob-info-cache-v1.boltdb"
 CGROUP_FS = Path("/sys/fs/cgroup")
 # What /sys/fs/cgroup is in the engines' namespace, seen from the host.
 CGROUP2_HOST = CGROUP_FS / "unified" if (CGROUP_FS / "unified").is_dir() else CGROUP_FS
+CGROUP_VIEW = os.environ.get("ENGINE_CGROUP_VIEW", "hybrid")
+if CGROUP_VIEW not in ("hybrid", "v2"):
+    raise SystemExit(f"ENGINE_CGROUP_VIEW={CGROUP_VIEW!r}: hybrid or v2")
 SUPERVISOR = HERE / "supervisor.py"
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -201,6 +206,53 @@ def cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
     except OSError:
         return "?"
+
+
+def engine_v1_hierarchies() -> list[Path]:
+    """The v1 hierarchies the engines see (every one but memory's, in the hybrid view)."""
+    if CGROUP_VIEW == "v2" or CGROUP2_HOST == CGROUP_FS:
+        return []
+    out: list[Path] = []
+    with open("/proc/self/mountinfo") as f:
+        for ln in f:
+            left, _, right = ln.partition(" - ")
+            fstype, _, opts = right.split()[:3]
+            point = Path(left.split()[4])
+            if fstype == "cgroup" and "memory" not in opts.split(",") and point not in out:
+                out.append(point)
+    return out
+
+
+def engine_v1_mount(controller: str) -> Path | None:
+    """Where the engines see the v1 hierarchy of ``controller`` (None: not in v1 there)."""
+    for h in engine_v1_hierarchies():
+        with open("/proc/self/mountinfo") as f:
+            for ln in f:
+                left, _, right = ln.partition(" - ")
+                if Path(left.split()[4]) == h and controller in right.split()[2].split(","):
+                    return h
+    return None
+
+
+def cgroups_of(pid: int | str) -> dict[str, str]:
+    """v1 controller (or "" for cgroup2) -> the process's cgroup path, from /proc/PID/cgroup."""
+    out = {}
+    for ln in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, names, path = ln.split(":", 2)
+        for n in names.split(",") if names else [""]:
+            out[n] = path
+    return out
+
+
+def hybrid_view() -> bool:
+    """The engines see this host's hybrid layout (stock settings land in v1)."""
+    return bool(engine_v1_hierarchies())
+
+
+def engine_cgroup_dirs(rel: str) -> list[Path]:
+    """Host paths of the engines' cgroup ``rel`` in every hierarchy they see."""
+    rel = rel.strip("/")
+    return [CGROUP2_HOST / rel] + [h / rel for h in engine_v1_hierarchies()]
 
 
 def v1_cgroup_dirs() -> set[str]:
@@ -346,7 +398,7 @@ def _start_supervisor(scratch: Path, command: list[str],
             starter = subprocess.Popen(
                 [sys.executable, "-I", str(SUPERVISOR), "--control-fd", str(ctl_r),
                  "--ready-fd", str(rdy_w), "--log", str(log), "--scratch", str(scratch),
-                 "--on-exit", str(on_exit), "--", *command],
+                 "--on-exit", str(on_exit), "--cgroup-view", CGROUP_VIEW, "--", *command],
                 pass_fds=(ctl_r, rdy_w), stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
                 start_new_session=True)
             starter.wait(timeout=30)
@@ -388,21 +440,24 @@ def _stop_supervisor(host: EngineHost) -> list[str]:
     return problems
 
 
-# Run by the supervisor in the engines' namespace (/sys/fs/cgroup is cgroup2 there)
-# when it exits, after it killed every process of the session: removes by id what a
-# crashed session leaves outside the scratch folder. After a clean session the
-# fixtures have removed all of it: every line this prints is reported as a leak.
+# Run by the supervisor in the engines' namespace (paths seen from the host, which
+# are the same there but for what the view hides) when it exits, after it killed
+# every process of the session: removes by id what a crashed session leaves outside
+# the scratch folder. After a clean session the fixtures have removed all of it:
+# every line this prints is reported as a leak.
 _ON_EXIT = """#!/bin/sh
 R={wrapper}
 NS={ns}
 ADDR={address}
 S={scratch}
 RROOT={runtime_root}
-CGS="/sys/fs/cgroup/$NS /sys/fs/cgroup{podman_cg}"
+CGS="{cgroups}"
 for cg in $CGS; do
     [ -d "$cg" ] || continue
     echo "on-exit: cgroup $cg: killing what is left in it"
-    echo 1 > "$cg/cgroup.kill"
+    if [ -e "$cg/cgroup.kill" ]; then echo 1 > "$cg/cgroup.kill"
+    else find "$cg" -name cgroup.procs -exec cat {{}} + | xargs -r kill -9
+    fi
 done
 sleep 0.2
 d=/run/containerd/runc/$NS
@@ -498,7 +553,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     on_exit.write_text(_ON_EXIT.format(
         wrapper=shlex.quote(str(wrapper)), ns=containerd_ns, scratch=shlex.quote(str(scratch)),
         address=shlex.quote(str(scratch / "containerd" / "containerd.sock")),
-        runtime_root=shlex.quote(str(RUNTIME_ROOT)), podman_cg=podman_cgroup,
+        runtime_root=shlex.quote(str(RUNTIME_ROOT)),
+        cgroups=" ".join(shlex.quote(str(p)) for p in
+                         engine_cgroup_dirs(containerd_ns) + engine_cgroup_dirs(podman_cgroup)),
         blobinfo=(shlex.quote(str(_BLOBINFO_FILE)) if not existed[BLOBINFO_CACHE] else ""),
         rmdirs=" ".join(shlex.quote(str(p)) for p in created)))
     ns_pid, cd_pid, ctl = _start_supervisor(scratch, command, on_exit)
@@ -514,7 +571,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         # the tests checked their own ids).
         new_v1 = v1_cgroup_dirs() - v1_before
         if new_v1:
-            problems.append(f"CGROUP V1 DIRECTORIES APPEARED (never touch them): {sorted(new_v1)}")
+            problems.append(f"cgroup v1 directories left behind: {sorted(new_v1)}")
         if problems:
             pytest.fail("engine session cleanup:\n  " + "\n  ".join(problems), pytrace=False)
 
@@ -634,8 +691,7 @@ class Ctr(CaseBase):
 
     @property
     def runtime_flags(self) -> list[str]:
-        return ["--runtime", "io.containerd.runc.v2", "--runc-binary", str(self.host.wrapper),
-                "--cpu-shares", "0"]
+        return ["--runtime", "io.containerd.runc.v2", "--runc-binary", str(self.host.wrapper)]
 
     def run(self, cid: str, *cmd: str, rm: bool = False, detach: bool = False,
             tty: bool = False, **kw) -> Res:
@@ -698,10 +754,10 @@ class Ctr(CaseBase):
             if sock.exists():
                 problems.append(f"shim socket left: {sock}")
                 sock.unlink()
-            cg = CGROUP2_HOST / self.session.namespace / c
-            if cg.exists():
-                problems.append(f"cgroup left: {cg}")
-                problems += rmdir_tree(cg)
+            for cg in engine_cgroup_dirs(f"{self.session.namespace}/{c}"):
+                if cg.exists():
+                    problems.append(f"cgroup left: {cg}")
+                    problems += rmdir_tree(cg)
         fifo = CONTAINERD_RUN / "fifo"
         if fifo.is_dir():
             for d in os.listdir(fifo):
@@ -740,7 +796,8 @@ def ctr_session(engine_host: EngineHost):
         if os.listdir(nsroot):
             problems.append(f"runtime state left in {nsroot}: {os.listdir(nsroot)}")
         shutil.rmtree(nsroot, ignore_errors=True)
-    problems += rmdir_tree(CGROUP2_HOST / sess.namespace)
+    for cg in engine_cgroup_dirs(sess.namespace):
+        problems += rmdir_tree(cg)
     if problems:
         pytest.fail("containerd session cleanup:\n  " + "\n  ".join(problems), pytrace=False)
 
@@ -823,10 +880,10 @@ class Podman(CaseBase):
         problems += self.common_checks()
         problems += self.runtime_root_checks(self.full_ids.values())
         for fid in self.full_ids.values():
-            cg = CGROUP2_HOST / self.session.cgroup_parent.lstrip("/") / f"libpod-{fid}"
-            if cg.exists():
-                problems.append(f"cgroup left: {cg}")
-                problems += rmdir_tree(cg)
+            for cg in engine_cgroup_dirs(f"{self.session.cgroup_parent}/libpod-{fid}"):
+                if cg.exists():
+                    problems.append(f"cgroup left: {cg}")
+                    problems += rmdir_tree(cg)
         return problems
 
 
@@ -840,7 +897,6 @@ def podman_session(engine_host: EngineHost):
     # No static_dir: podman's cleanup step would look for its database elsewhere.
     (s / "containers.conf").write_text(f"""[containers]
 netns = "none"
-pids_limit = 0
 default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
 log_driver = "k8s-file"
 
@@ -874,7 +930,8 @@ runroot = "{s}/run"
     if left:
         problems.append(f"podman containers left: {left}")
         sess("rm", "-af", "-t", "0")
-    problems += rmdir_tree(CGROUP2_HOST / sess.cgroup_parent.lstrip("/"))
+    for cg in engine_cgroup_dirs(sess.cgroup_parent):
+        problems += rmdir_tree(cg)
     if problems:
         pytest.fail("podman session cleanup:\n  " + "\n  ".join(problems), pytrace=False)
 

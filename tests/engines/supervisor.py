@@ -10,10 +10,14 @@ only. It
    process left below pytest);
 2. makes itself a child subreaper, so that the containerd shims, which daemonize,
    re-parent to it, and it can end them all;
-3. enters a new mount namespace, makes every mount in it private, and replaces the
-   hybrid ``/sys/fs/cgroup`` (cgroup v1 hierarchies that belong to the machine) by
-   a cgroup2 mount: runc and every runtime started below see a pure cgroup v2 host
-   and never create a cgroup in a v1 hierarchy. Podman runs in the same namespace
+3. enters a new mount namespace and makes every mount in it private. On a hybrid
+   host the cgroup view there is the host's own (``--cgroup-view hybrid``, the
+   default) but for the v1 memory hierarchy, which belongs to the machine: it is
+   lazily unmounted in this namespace only, so no engine or runtime below can
+   set a v1 memory limit or move a process out of its memory cgroup, while cpu,
+   pids, blkio, ... work as on any hybrid host (stock engine settings need them).
+   ``--cgroup-view v2`` replaces ``/sys/fs/cgroup`` by the host's cgroup2 mount
+   alone instead: a pure cgroup v2 host. Podman runs in the same namespace
    (``nsenter -t PID -m``), so its overlay mounts persist between its commands;
 4. starts ``COMMAND`` (containerd) if given, its output going to ``--log``;
 5. writes one JSON line to ``--ready-fd``: ``{"pid": ..., "child": ...}`` or
@@ -29,7 +33,7 @@ only. It
    the engines made in it, goes with it.
 
 Usage: supervisor.py --control-fd N --ready-fd N --log FILE [--scratch DIR]
-                     [--on-exit SCRIPT] [-- COMMAND...]
+                     [--on-exit SCRIPT] [--cgroup-view hybrid|v2] [-- COMMAND...]
 """
 
 from __future__ import annotations
@@ -62,16 +66,39 @@ def _check(rc: int, what: str) -> None:
         raise OSError(e, f"{what}: {os.strerror(e)}")
 
 
-def private_cgroup2_namespace() -> None:
+def _cgroup_mounts() -> list[tuple[str, str, set[str]]]:
+    """(mount point, fs type, super options) of every mount under /sys/fs/cgroup."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for ln in f:
+            left, _, right = ln.partition(" - ")
+            point = left.split()[4]
+            if point.startswith("/sys/fs/cgroup"):
+                fstype, _, opts = right.split()[:3]
+                out.append((point, fstype, set(opts.split(","))))
+    return out
+
+
+def private_cgroup_view(view: str) -> None:
     _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+    if view == "v2":
+        private_cgroup2_view()
+        return
+    for point, fstype, opts in _cgroup_mounts():
+        if fstype == "cgroup" and "memory" in opts:
+            _check(_libc.umount2(point.encode(), MNT_DETACH), f"umount -l {point}")
+    left = [p for p, t, o in _cgroup_mounts() if t == "cgroup" and "memory" in o]
+    if left:
+        raise OSError(0, f"the v1 memory hierarchy is still mounted here: {left}")
+
+
+def private_cgroup2_view() -> None:
     # lazily: the v1 mounts below it go too, in this namespace only
     _check(_libc.umount2(b"/sys/fs/cgroup", MNT_DETACH), "umount -l /sys/fs/cgroup")
     _check(_libc.mount(b"cgroup2", b"/sys/fs/cgroup", b"cgroup2", 0, None),
            "mount -t cgroup2 cgroup2 /sys/fs/cgroup")
-    with open("/proc/self/mountinfo") as f:
-        under = [ln.split(" - ")[1].split()[0] for ln in f
-                 if ln.split()[4].startswith("/sys/fs/cgroup")]
+    under = [t for _, t, _ in _cgroup_mounts()]
     if under != ["cgroup2"]:
         raise OSError(0, f"/sys/fs/cgroup is not a lone cgroup2 mount here: {under}")
 
@@ -224,6 +251,7 @@ def main() -> None:
     ap.add_argument("--log", required=True)
     ap.add_argument("--scratch")
     ap.add_argument("--on-exit")
+    ap.add_argument("--cgroup-view", choices=("hybrid", "v2"), default="hybrid")
     ap.add_argument("command", nargs="*")
     a = ap.parse_args()
 
@@ -234,7 +262,7 @@ def main() -> None:
     child = None
     try:
         _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
-        private_cgroup2_namespace()
+        private_cgroup_view(a.cgroup_view)
         if a.command:
             child = spawn(a.command, a.log)
     except OSError as e:

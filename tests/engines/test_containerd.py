@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import children_table, pid_alive, skip_unless_usable, wait_for
+from .conftest import (
+    cgroups_of,
+    children_table,
+    engine_v1_mount,
+    hybrid_view,
+    pid_alive,
+    skip_unless_usable,
+    wait_for,
+)
 
 skip_unless_usable("containerd", "ctr", "containerd-shim-runc-v2", "script")
 
@@ -205,3 +213,19 @@ def test_run_rm_bad_command(ctr, tty):
     out = r.stdout + r.stderr
     assert "/no/such/binary" in out, r
     assert c not in ctr.containers()
+
+
+@pytest.mark.skipif(not hybrid_view(), reason="the engines see no cgroup v1 hierarchy here")
+def test_stock_cpu_shares_land_in_the_v1_cpu_hierarchy(ctr):
+    # ctr's stock settings ask for cpu shares 1024; on a hybrid host cpu is bound to
+    # v1, where runc writes cpu.shares in the container's cgroup /<namespace>/<id>.
+    c, pid = start(ctr, LOOP)
+    cg = cgroups_of(pid)
+    rel = f"/{ctr.session.namespace}/{c}"
+    assert cg["cpu"] == rel, cg
+    assert (engine_v1_mount("cpu") / rel.lstrip("/") / "cpu.shares").read_text() == "1024\n"
+    assert cg[""] == rel, cg  # tracked (ps, pause, kill --all) in its cgroup2 directory
+    # the machine's memory hierarchy: no limit asked, so the container stays where
+    # containerd's shim is
+    assert cg["memory"] == cgroups_of("self")["memory"], cg
+    remove(ctr, c)

@@ -12,7 +12,16 @@ import re
 import time
 from pathlib import Path
 
-from .conftest import pid_alive, skip_unless_usable, wait_for
+import pytest
+
+from .conftest import (
+    cgroups_of,
+    engine_v1_mount,
+    hybrid_view,
+    pid_alive,
+    skip_unless_usable,
+    wait_for,
+)
 
 skip_unless_usable("podman", "conmon", "nsenter", "script")
 
@@ -176,3 +185,15 @@ def test_run_rm_bad_command(podman):
     assert r.returncode != 0, r
     assert "/no/such/binary" in r.stdout + r.stderr, r
     assert n not in podman.names()
+
+
+@pytest.mark.skipif(not hybrid_view(), reason="the engines see no cgroup v1 hierarchy here")
+def test_stock_pids_limit_lands_in_the_v1_pids_hierarchy(podman):
+    # podman's stock pids_limit (2048) is a v1 pids.max on a hybrid host
+    n, pid = start(podman, LOOP)
+    cg = cgroups_of(pid)
+    rel = f"{podman.session.cgroup_parent}/libpod-{podman.full_ids[n]}"
+    assert cg["pids"] == rel, cg
+    assert (engine_v1_mount("pids") / rel.lstrip("/") / "pids.max").read_text() == "2048\n"
+    assert cg["memory"] == cgroups_of("self")["memory"], cg
+    remove(podman, n)
