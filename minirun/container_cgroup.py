@@ -262,7 +262,28 @@ def stats_event(store, cid: str) -> dict:
         st = cdir.read()
     finally:
         cdir.close()
-    return {"type": "stats", "id": cid, "data": _require(st, cid).stats()}
+    return {"type": "stats", "id": cid, "data": _stats(st, _require(st, cid))}
+
+
+def _stats(st: dict, cg) -> dict:
+    """runc's stats: the cgroup2 directory's, each v1-bound controller's from v1."""
+    data = cg.stats()
+    v1cg = v1_of(st)
+    if v1cg is not None:
+        from minirun.cgroups import stats_v1
+
+        stats_v1.overlay(data, v1cg.dirs)
+    return data
+
+
+def _oom_count(st: dict, cg) -> int:
+    """OOM kills so far: memory.events in cgroup2, memory.oom_control in v1."""
+    v1cg = v1_of(st)
+    if v1cg is not None and "memory" in v1cg.dirs:
+        from minirun.cgroups import stats_v1
+
+        return stats_v1.oom_kills(v1cg.dirs["memory"])
+    return cg.oom_count()
 
 
 def events(store, cid: str, interval: float, once: bool, emit) -> None:
@@ -279,19 +300,19 @@ def events(store, cid: str, interval: float, once: bool, emit) -> None:
         cdir.close()
     cg = _require(st, cid)
     if once:
-        emit({"type": "stats", "id": cid, "data": cg.stats()})
+        emit({"type": "stats", "id": cid, "data": _stats(st, cg)})
         return
-    ooms = cg.oom_count()
+    ooms = _oom_count(st, cg)
     while cg.exists():
         stopped = status(st) == "stopped"
         # Read after deciding it stopped: an OOM kill of the init itself still counts.
-        now = cg.oom_count()
+        now = _oom_count(st, cg)
         if now > ooms:
             emit({"type": "oom", "id": cid})
             ooms = now
         if stopped:
             break
-        emit({"type": "stats", "id": cid, "data": cg.stats()})
+        emit({"type": "stats", "id": cid, "data": _stats(st, cg)})
         time.sleep(interval)
 
 

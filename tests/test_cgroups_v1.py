@@ -7,6 +7,7 @@ touched here (memory limits in v1 belong to the VM lane)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,8 @@ def test_cpu_shares_quota_and_pids_limit_in_v1(runtime, bundle, cid):
     res = {"cpu": {"shares": 512, "quota": 50000, "period": 100000}, "pids": {"limit": 64}}
     runtime.ok("run", "-d", "--bundle", bundle(SLEEP, {"linux": {"resources": res}}), c)
     dirs = _v1_dirs(runtime, c)
-    assert set(dirs) == {"cpu", "pids"}
+    # cpuacct goes with cpu (the cpu usage of `events --stats`)
+    assert set(dirs) == {"cpu", "pids"} | ({"cpuacct"} if (V1 / "cpuacct").is_dir() else set())
     assert _read(f"{dirs['cpu']}/cpu.shares") == "512"
     assert _read(f"{dirs['cpu']}/cpu.cfs_quota_us") == "50000"
     assert _read(f"{dirs['cpu']}/cpu.cfs_period_us") == "100000"
@@ -106,3 +108,27 @@ def test_update_in_v1(runtime, bundle, cid):
 def test_v2_only_fields_refused_in_v1(run_container):
     r = run_container(["true"], {"linux": {"resources": {"cpu": {"shares": 512, "idle": 1}}}})
     assert r.returncode != 0 and "linux.resources.cpu.idle" in r.stderr, r.result
+
+
+@pytest.mark.minirun_only  # the suite runs runc in a cgroup2-only view of this host
+def test_events_stats_read_the_v1_hierarchies(runtime, bundle, cid):
+    # runc's v1 readings: cpu usage from cpuacct, throttling from cpu.stat, pids from
+    # pids.current / pids.max; the same JSON fields as on cgroup2
+    c = cid()
+    res = {"cpu": {"shares": 512, "quota": 20000, "period": 100000}, "pids": {"limit": 64}}
+    busy = ["sh", "-c", "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; exec sleep 1000"]
+    runtime.ok("run", "-d", "--bundle", bundle(busy, {"linux": {"resources": res}}), c)
+    deadline = time.monotonic() + 20
+    while True:
+        ev = json.loads(runtime.ok("events", "--stats", c).stdout)
+        data = ev["data"]
+        if data["cpu"]["throttling"].get("throttledPeriods") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert ev["type"] == "stats" and ev["id"] == c
+    usage = data["cpu"]["usage"]
+    assert usage["total"] > 0 and len(usage["percpu"]) >= 1, data["cpu"]
+    assert {"kernel", "user"} <= set(usage), data["cpu"]
+    assert data["cpu"]["throttling"]["periods"] > 0, data["cpu"]  # quota: cfs periods ran
+    assert data["pids"]["limit"] == 64 and data["pids"]["current"] >= 1, data["pids"]
+    runtime.ok("delete", "--force", c)

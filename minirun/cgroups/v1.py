@@ -178,7 +178,7 @@ class V1Cgroups:
 
     def open_procs(self) -> list[int]:
         return [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
-                for d in self.dirs.values()]
+                for d in dict.fromkeys(self.dirs.values())]
 
     def update(self, writes: list[tuple[str, str, str, str]]) -> None:
         for ctrl, file, value, field in writes:
@@ -192,7 +192,7 @@ class V1Cgroups:
         create made."""
         import time
 
-        for d in [*self.dirs.values(), *reversed(self.made)]:
+        for d in [*dict.fromkeys(self.dirs.values()), *reversed(self.made)]:
             for _ in range(100):
                 try:
                     os.rmdir(d)
@@ -220,13 +220,19 @@ def _inherit_cpuset(d: str) -> None:
 
 def for_container(cid: str, cgroups_path: str | None, controllers: set[str]) -> V1Cgroups:
     """The v1 directories of a container for the given v2-named controllers."""
-    names = {"cpu": ["cpu"], "cpuset": ["cpuset"], "pids": ["pids"], "io": ["blkio"],
-             "memory": ["memory"]}
+    # cpuacct goes with cpu (where it is a hierarchy of its own): `events --stats`
+    # reads the cpu usage there, as runc's does
+    names = {"cpu": ["cpu", "cpuacct"], "cpuset": ["cpuset"], "pids": ["pids"],
+             "io": ["blkio"], "memory": ["memory"]}
     where = mounts()
     own = own_paths()
     dirs = {}
-    for ctrl in controllers:
+    for ctrl in sorted(controllers):
         for v1 in names.get(ctrl, []):
+            if v1 == "cpuacct" and (v1 not in where or where[v1] == where.get("cpu")):
+                if v1 in where:
+                    dirs[v1] = dirs["cpu"]  # co-mounted (cpu,cpuacct): the same directory
+                continue
             if v1 not in where:
                 raise ConfigError(f"{R}", f"the {ctrl} controller is bound to cgroup v1 on "
                                   f"this host, and no v1 {v1} hierarchy is mounted here")
