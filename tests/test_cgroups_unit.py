@@ -197,7 +197,7 @@ def test_validate_accepts_a_full_set(pure_v2):
     ({"unified": {"memory": "1"}}, "linux.resources.unified.memory", "controller.parameter"),
     ({"unified": {"cgroup.procs": "1"}}, "linux.resources.unified.cgroup.procs", "managed"),
     ({"unified": {"memory.high": 5}}, "linux.resources.unified.memory.high", "string"),
-    ({"network": {"classID": 1}}, "linux.resources.network", "cgroup v1 controllers"),
+    ({"network": {"classID": 1}}, "linux.resources.network.classID", "cgroup v1 controller"),
     ({"bogus": {}}, "linux.resources.bogus", "unknown resource"),
     ({"devices": [{"allow": True, "access": "rwx"}]}, "linux.resources.devices[0].access",
      "only r, w and m"),

@@ -132,3 +132,24 @@ def test_events_stats_read_the_v1_hierarchies(runtime, bundle, cid):
     assert data["cpu"]["throttling"]["periods"] > 0, data["cpu"]  # quota: cfs periods ran
     assert data["pids"]["limit"] == 64 and data["pids"]["current"] >= 1, data["pids"]
     runtime.ok("delete", "--force", c)
+
+
+@pytest.mark.minirun_only
+@pytest.mark.skipif((V1 / "net_cls").is_dir(), reason="a v1 net_cls hierarchy is mounted here")
+def test_net_cls_without_its_v1_hierarchy_is_refused(run_container):
+    r = run_container(["true"], {"linux": {"resources": {"network": {"classID": 1048577}}}})
+    assert r.returncode != 0, r.result
+    assert "linux.resources.network.classID" in r.stderr, r.result
+    assert "no v1 net_cls hierarchy is mounted" in r.stderr, r.result
+
+
+@pytest.mark.minirun_only
+@pytest.mark.parametrize("network, field", [
+    ({"classID": -1}, "network.classID"),
+    ({"classID": "x"}, "network.classID"),
+    ({"priorities": [{"name": "", "priority": 1}]}, "network.priorities[0].name"),
+    ({"priorities": [{"name": "lo", "priority": -3}]}, "network.priorities[0].priority"),
+])
+def test_network_values_checked(run_container, network, field):
+    r = run_container(["true"], {"linux": {"resources": {"network": network}}})
+    assert r.returncode != 0 and f"linux.resources.{field}" in r.stderr, r.result

@@ -13,6 +13,7 @@ hierarchy with runc's v1 semantics:
     blkio    blkio.weight, blkio.weight_device, blkio.throttle.*
     memory   memory.limit_in_bytes, memory.soft_limit_in_bytes,
              memory.memsw.limit_in_bytes, memory.swappiness, memory.oom_control
+    net_cls  net_cls.classid; net_prio: net_prio.ifpriomap (v1 only: no cgroup2 equivalent)
 
 Placement as runc's: under the caller's own cgroup in each hierarchy (no cgroupsPath:
 `<own>/<id>`; an absolute cgroupsPath as is; a relative one below `<own>`). The container
@@ -123,6 +124,13 @@ def plan(res: dict, controllers: set[str]) -> list[tuple[str, str, str, str]]:
                         f"{f}.swappiness"))
         if mem.get("disableOOMKiller"):
             out.append(("memory", "memory.oom_control", "1", f"{f}.disableOOMKiller"))
+    net = res.get("network") or {}
+    if "net_cls" in controllers and net.get("classID") is not None:
+        out.append(("net_cls", "net_cls.classid", str(net["classID"]), f"{R}.network.classID"))
+    if "net_prio" in controllers:
+        for i, p in enumerate(net.get("priorities") or []):
+            out.append(("net_prio", "net_prio.ifpriomap", f"{p['name']} {p['priority']}",
+                        f"{R}.network.priorities[{i}]"))
     return out
 
 
@@ -223,7 +231,8 @@ def for_container(cid: str, cgroups_path: str | None, controllers: set[str]) -> 
     # cpuacct goes with cpu (where it is a hierarchy of its own): `events --stats`
     # reads the cpu usage there, as runc's does
     names = {"cpu": ["cpu", "cpuacct"], "cpuset": ["cpuset"], "pids": ["pids"],
-             "io": ["blkio"], "memory": ["memory"]}
+             "io": ["blkio"], "memory": ["memory"], "net_cls": ["net_cls"],
+             "net_prio": ["net_prio"]}
     where = mounts()
     own = own_paths()
     dirs = {}
@@ -247,7 +256,8 @@ def for_container(cid: str, cgroups_path: str | None, controllers: set[str]) -> 
     return V1Cgroups(dirs)
 
 
-V1_ROUTABLE = {"cpu", "cpuset", "pids", "io", "memory"}  # v2 names minirun applies in v1
+# v2 names minirun applies in v1 (net_cls and net_prio exist in v1 only)
+V1_ROUTABLE = {"cpu", "cpuset", "pids", "io", "memory", "net_cls", "net_prio"}
 CPU_KEYS = ("shares", "quota", "period", "burst", "idle", "realtimeRuntime",
             "realtimePeriod")
 
@@ -267,6 +277,11 @@ def sections(res: dict) -> set[str]:
     mem = res.get("memory") or {}
     if any(v is not None for k, v in mem.items() if k not in ("checkBeforeUpdate",)):
         out.add("memory")
+    net = res.get("network") or {}
+    if net.get("classID") is not None:
+        out.add("net_cls")
+    if net.get("priorities"):
+        out.add("net_prio")
     return out
 
 
@@ -298,4 +313,6 @@ def without(res: dict, routed: set[str]) -> dict:
     for ctrl, key in (("pids", "pids"), ("io", "blockIO"), ("memory", "memory")):
         if ctrl in routed:
             out.pop(key, None)
+    if routed & {"net_cls", "net_prio"}:
+        out.pop("network", None)
     return out

@@ -49,7 +49,7 @@ def validate_resources(res: dict, mount: str) -> None:
     _hugepages(res.get("hugepageLimits"))
     _rdma(res.get("rdma"))
     _unified(res.get("unified"))
-    _network(res.get("network"))
+    _network(res.get("network"), routed)
     _availability(v1.without(res, routed), mount)
     _host_fit(res)
     devices.reduce_rules(devices.with_defaults(devices.parse_rules(res.get("devices"))))
@@ -251,10 +251,36 @@ def _unified(unified: object) -> None:
             raise ConfigError(where, "the value must be a string")
 
 
-def _network(network: object) -> None:
-    if network:
-        raise ConfigError(f"{R}.network", "net_cls and net_prio are cgroup v1 controllers: "
-                          "cgroup v2 has no equivalent")
+def _network(network: object, routed: set[str]) -> None:
+    """net_cls and net_prio exist in cgroup v1 only: applied where their v1 hierarchy is
+    mounted, refused elsewhere."""
+    if not network:
+        return
+    if not isinstance(network, dict):
+        raise ConfigError(f"{R}.network", "must be an object")
+    class_id = network.get("classID")
+    if class_id is not None:
+        if not isinstance(class_id, int) or isinstance(class_id, bool) \
+                or not 0 <= class_id < 2**32:
+            raise ConfigError(f"{R}.network.classID", "must be an integer from 0 to 2^32-1")
+        if "net_cls" not in routed:
+            raise ConfigError(f"{R}.network.classID", _v1_only("net_cls"))
+    prios = network.get("priorities")
+    if prios:
+        for i, p in enumerate(_list(prios, f"{R}.network.priorities")):
+            where = f"{R}.network.priorities[{i}]"
+            name, prio = (p.get("name"), p.get("priority")) if isinstance(p, dict) else (0, 0)
+            if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+                raise ConfigError(f"{where}.name", "must be an interface name")
+            if not isinstance(prio, int) or isinstance(prio, bool) or not 0 <= prio < 2**32:
+                raise ConfigError(f"{where}.priority", "must be an integer from 0 to 2^32-1")
+        if "net_prio" not in routed:
+            raise ConfigError(f"{R}.network.priorities", _v1_only("net_prio"))
+
+
+def _v1_only(name: str) -> str:
+    return (f"{name} is a cgroup v1 controller (cgroup v2 has no equivalent), and no v1 "
+            f"{name} hierarchy is mounted on this host")
 
 
 # --------------------------------------------------------------------------

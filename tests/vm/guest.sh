@@ -1,7 +1,7 @@
 #!/bin/bash
 # The VM lane's guest side: runs inside the VM that tests/vm/run.py boots.
 #
-#   guest.sh RESULTS REPO test [FILE...] [-- PYTEST_OPTION...]
+#   [VM_LAYOUT=v2|hybrid] guest.sh RESULTS REPO test [FILE...] [-- PYTEST_OPTION...]
 #   guest.sh RESULTS REPO bench [MEMMIN_OPTION...]
 #
 # RESULTS is the --rwdir shared with the host: everything is written there, because
@@ -10,7 +10,8 @@
 # (written last, atomically) the lane's exit status. REPO is the checkout, read-only
 # here: its .venv (made by `make install` on the host) is used as it is.
 #
-# `test`: the environment (cgroup v2 only, the venv and the launcher), a smoke test of
+# `test`: the cgroup layout (VM_LAYOUT, below), the environment (the layout, the venv and
+# the launcher), a smoke test of
 # the core (a busybox container: exit status, pid 1, hostname), then pytest on the
 # FILEs that exist (missing ones are reported and skipped). `bench`: tests/vm/memmin.py.
 #
@@ -54,17 +55,53 @@ finish() {
     exit "$rc"
 }
 
+# ---- the cgroup layout -------------------------------------------------------------
+# VM_LAYOUT=v2 (the kernel's own: cgroup2 alone at /sys/fs/cgroup), or hybrid: the
+# layout of Ubuntu 20.04, Debian 10, RHEL 8 hosts (and of the development machines),
+# built here by moving the controllers to v1 hierarchies on a tmpfs, cgroup2 left at
+# /sys/fs/cgroup/unified with what v1 did not take. Nothing in the guest has enabled
+# a controller in a cgroup2 subtree yet, so each one may still move to v1.
+layout=${VM_LAYOUT:-v2}
+# hugetlb stays in cgroup2, as on the development machines
+V1_HIERARCHIES="cpu,cpuacct cpuset memory pids blkio devices freezer net_cls,net_prio"
+make_hybrid() {
+    umount /sys/fs/cgroup || return 1
+    mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup || return 1
+    local h
+    for h in $V1_HIERARCHIES; do
+        mkdir "/sys/fs/cgroup/$h" && mount -t cgroup -o "$h" cgroup "/sys/fs/cgroup/$h" \
+            || { echo "mount -t cgroup -o $h failed"; return 1; }
+        case $h in *,*) for part in ${h//,/ }; do ln -s "$h" "/sys/fs/cgroup/$part"; done ;; esac
+    done
+    mkdir /sys/fs/cgroup/systemd && mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd
+    mkdir /sys/fs/cgroup/unified && mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified
+}
+
 # ---- the environment ---------------------------------------------------------------
 step_start=$(now)
-echo "== guest: kernel $(uname -r), $(nproc) cpus, up ${up_start}s"
+echo "== guest: kernel $(uname -r), $(nproc) cpus, up ${up_start}s, cgroup layout $layout"
 env_ok=1
+case $layout in
+    v2) ;;
+    hybrid) make_hybrid || { echo "FAIL: could not build the hybrid cgroup layout"; env_ok=0; } ;;
+    *) echo "FAIL: unknown VM_LAYOUT '$layout' (v2 or hybrid)"; finish 2 ;;
+esac
 fstype=$(stat -fc %T /sys/fs/cgroup)
-v1=$(awk '$3 == "cgroup"' /proc/mounts)
-echo "/sys/fs/cgroup: $fstype; cgroup.controllers: $(cat /sys/fs/cgroup/cgroup.controllers 2>&1);" \
-     "root subtree_control: '$(cat /sys/fs/cgroup/cgroup.subtree_control 2>&1)'; self: $(cat /proc/self/cgroup)"
-if [ "$fstype" != cgroup2fs ] || [ -n "$v1" ]; then
-    echo "FAIL: not a pure cgroup v2 guest (v1 mounts: ${v1:-none})"
-    env_ok=0
+v1=$(awk '$3 == "cgroup" { print $2 }' /proc/mounts | tr '\n' ' ')
+if [ "$layout" = v2 ]; then
+    echo "/sys/fs/cgroup: $fstype; cgroup.controllers: $(cat /sys/fs/cgroup/cgroup.controllers 2>&1);" \
+         "root subtree_control: '$(cat /sys/fs/cgroup/cgroup.subtree_control 2>&1)'; self: $(cat /proc/self/cgroup)"
+    if [ "$fstype" != cgroup2fs ] || [ -n "$v1" ]; then
+        echo "FAIL: not a pure cgroup v2 guest (v1 mounts: ${v1:-none})"
+        env_ok=0
+    fi
+else
+    echo "/sys/fs/cgroup: $fstype; v1 hierarchies: $v1; unified: $(cat /sys/fs/cgroup/unified/cgroup.controllers 2>&1)"
+    echo "self: $(tr '\n' ' ' </proc/self/cgroup)"
+    if [ "$fstype" != tmpfs ] || [ -z "$v1" ] || [ ! -e /sys/fs/cgroup/unified/cgroup.procs ]; then
+        echo "FAIL: not a hybrid guest"
+        env_ok=0
+    fi
 fi
 if [ ! -x "$VPY" ] || [ ! -x "$MINIRUN" ]; then
     echo "FAIL: $repo/.venv is missing or incomplete: run 'make install' on the host first"

@@ -2,7 +2,8 @@
 """Boot a pure cgroup v2 VM and run the VM lane in it; carry its real result out.
 
     run.py [--cache DIR] [--kernel VMLINUZ] [--vng VNG] [--results DIR]
-           [--timeout S] [--cpus N] [--memory SIZE] test [FILE...] [-- PYTEST_OPTION...]
+           [--timeout S] [--cpus N] [--memory SIZE] [--layout v2|hybrid]
+           test [FILE...] [-- PYTEST_OPTION...]
     run.py [...] bench [MEMMIN_OPTION...]
 
 The VM is Debian's generic 6.1 kernel (tests/vm/prepare.sh installs it and
@@ -111,12 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vng", help="vng executable (default CACHE/venv/bin/vng)")
     p.add_argument("--results", type=Path,
                    help="host folder shared writable with the guest (default "
-                        "REPO/build/vm/results, or CACHE/results when the checkout is in a "
-                        "place the guest hides and must be exported on its own)")
+                        "REPO/build/vm/results[-LAYOUT], or CACHE/results[-LAYOUT] when the "
+                        "checkout is in a place the guest hides and must be exported on its "
+                        "own)")
     p.add_argument("--timeout", type=float, default=2400,
                    help="seconds before the VM is killed (default %(default)s)")
     p.add_argument("--cpus", default="2")
     p.add_argument("--memory", default="2G")
+    p.add_argument("--layout", choices=("v2", "hybrid"), default="v2",
+                   help="the guest's cgroup layout (guest.sh's VM_LAYOUT; default %(default)s)")
     p.add_argument("mode", choices=("test", "bench"))
     p.add_argument("args", nargs=argparse.REMAINDER,
                    help="test: pytest files [-- pytest options]; bench: memmin.py options")
@@ -141,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     export_repo = any(under(REPO, h) for h in HIDDEN_IN_GUEST)
     results = ns.results
     if results is None:
-        results = ns.cache / "results" if export_repo else REPO / "build" / "vm" / "results"
+        name = "results" if ns.layout == "v2" else f"results-{ns.layout}"
+        results = ns.cache / name if export_repo else REPO / "build" / "vm" / name
     results = results.absolute()
     if export_repo and under(results, str(REPO)):
         print(f"vm: the checkout {REPO} is hidden in the guest and must be exported; "
@@ -159,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         vng_argv.append(f"--rodir={REPO}")
     # the guest's own timeout for pytest or memmin leaves time to boot and report
     guest_timeout = max(60, int(ns.timeout) - 240)
-    guest_cmd = shlex.join(["env", f"VM_PYTEST_TIMEOUT={guest_timeout}", "bash", str(GUEST_SH),
+    guest_cmd = shlex.join(["env", f"VM_PYTEST_TIMEOUT={guest_timeout}",
+                            f"VM_LAYOUT={ns.layout}", "bash", str(GUEST_SH),
                             str(results), str(REPO), ns.mode, *ns.args])
     vng_argv += ["--cwd", str(results), "--exec", guest_cmd]
 

@@ -1,0 +1,115 @@
+"""Memory limits (and net_cls / net_prio) in cgroup v1 hierarchies, for the VM lane's hybrid layout
+(`make test-vm`: tests/vm/guest.sh builds it when VM_LAYOUT=hybrid).
+
+On the development machines the v1 memory hierarchy belongs to the machine, so these
+tests run only in a guest that built its own hybrid layout: they are skipped
+anywhere VM_LAYOUT is not "hybrid", whatever the host's layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+CG = Path("/sys/fs/cgroup")
+MEMORY = CG / "memory"
+
+pytestmark = [
+    pytest.mark.minirun_only,
+    pytest.mark.skipif(os.environ.get("VM_LAYOUT") != "hybrid" or not MEMORY.is_dir(),
+                       reason="needs the VM lane's own hybrid layout (VM_LAYOUT=hybrid)"),
+]
+
+SLEEP = ["sleep", "1000"]
+MiB = 1 << 20
+
+
+def _v1_dirs(runtime, c) -> dict:
+    return json.loads((runtime.root / c / "state.json").read_text())["cgroup"]["v1"]
+
+
+def _read(path) -> str:
+    return Path(path).read_text().strip()
+
+
+def _oom_control(d: str) -> dict[str, int]:
+    return {k: int(v) for k, v in (ln.split() for ln in _read(f"{d}/memory.oom_control")
+                                   .splitlines())}
+
+
+def test_memory_limits_land_in_the_v1_hierarchy(runtime, bundle, cid):
+    c = cid()
+    mem = {"limit": 64 * MiB, "reservation": 32 * MiB, "swappiness": 10}
+    swap = (MEMORY / "memory.memsw.limit_in_bytes").exists()
+    if swap:
+        mem["swap"] = 96 * MiB  # v1: memory + swap, as runc writes it
+    runtime.ok("run", "-d", "--bundle",
+               bundle(SLEEP, {"linux": {"resources": {"memory": mem}}}), c)
+    d = _v1_dirs(runtime, c)["memory"]
+    assert _read(f"{d}/memory.limit_in_bytes") == str(64 * MiB)
+    assert _read(f"{d}/memory.soft_limit_in_bytes") == str(32 * MiB)
+    assert _read(f"{d}/memory.swappiness") == "10"
+    if swap:
+        assert _read(f"{d}/memory.memsw.limit_in_bytes") == str(96 * MiB)
+    pid = runtime.state(c)["pid"]
+    assert str(pid) in _read(f"{d}/cgroup.procs").split()
+    stats = json.loads(runtime.ok("events", "--stats", c).stdout)["data"]["memory"]
+    assert stats["usage"]["limit"] == 64 * MiB and stats["usage"]["usage"] > 0, stats
+    runtime.ok("update", "--memory", str(48 * MiB), c)
+    assert _read(f"{d}/memory.limit_in_bytes") == str(48 * MiB)
+    runtime.ok("delete", "--force", c)
+    assert not Path(d).exists()
+
+
+def test_disable_oom_killer(runtime, bundle, cid):
+    c = cid()
+    mem = {"limit": 64 * MiB, "disableOOMKiller": True}
+    runtime.ok("run", "-d", "--bundle",
+               bundle(SLEEP, {"linux": {"resources": {"memory": mem}}}), c)
+    d = _v1_dirs(runtime, c)["memory"]
+    assert _oom_control(d)["oom_kill_disable"] == 1
+    runtime.ok("delete", "--force", c)
+
+
+def test_oom_kill_and_its_event(runtime, bundle, cid):
+    # the limit is enforced (dd's 200 MiB buffer is killed), and `events` reports it
+    c = cid()
+    script = "sleep 2; dd if=/dev/zero of=/dev/null bs=200M count=1; exec sleep 1000"
+    runtime.ok("run", "-d", "--bundle",
+               bundle(["sh", "-c", script],
+                      {"linux": {"resources": {"memory": {"limit": 32 * MiB}}}}), c)
+    d = _v1_dirs(runtime, c)["memory"]
+    ev = subprocess.Popen(runtime.argv("events", "--interval", "1s", c),
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        oom = False
+        while not oom and time.monotonic() < deadline:
+            line = ev.stdout.readline()
+            if not line:
+                break
+            oom = json.loads(line)["type"] == "oom"
+        assert oom, "no oom event"
+        assert _oom_control(d)["oom_kill"] >= 1
+    finally:
+        ev.kill()
+        ev.wait()
+    runtime.ok("delete", "--force", c)
+
+
+@pytest.mark.skipif(not (CG / "net_cls").is_dir() or not (CG / "net_prio").is_dir(),
+                    reason="no v1 net_cls / net_prio hierarchy")
+def test_net_cls_and_net_prio(runtime, bundle, cid):
+    c = cid()
+    net = {"classID": 0x100001, "priorities": [{"name": "lo", "priority": 5}]}
+    runtime.ok("run", "-d", "--bundle",
+               bundle(SLEEP, {"linux": {"resources": {"network": net}}}), c)
+    dirs = _v1_dirs(runtime, c)
+    assert _read(f"{dirs['net_cls']}/net_cls.classid") == str(0x100001)
+    assert "lo 5" in _read(f"{dirs['net_prio']}/net_prio.ifpriomap").splitlines()
+    runtime.ok("delete", "--force", c)
