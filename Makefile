@@ -44,7 +44,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: deps venv install demo test bench fuzz soak lint clean
+.PHONY: deps venv install demo test bench fuzz soak lint clean shim-proto
 
 ## deps: the Debian packages needed to build, run and test (apt-get only if one is missing)
 deps:
@@ -80,9 +80,18 @@ $(STAMP): $(SOURCES) Makefile | $(VPY)
 	env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/pip install -q --use-pep517 "$$tmp" $(DEV_TOOLS)
 	touch $@
 
-## install: venv, the fast launcher .venv/bin/minirun, and $(PREFIX)/bin/minirun -> it
+## install: venv, the fast launcher .venv/bin/minirun, and $(PREFIX)/bin/minirun -> it;
+## the containerd shim next to it (containerd finds containerd-shim-minirun-v1 on PATH)
 install: venv
 	$(VPY) tests/tools/install_launcher.py --venv $(CURDIR)/$(VENV) --link $(PREFIX)/bin/minirun
+	ln -sfn $(CURDIR)/$(VENV)/bin/containerd-shim-minirun-v1 $(PREFIX)/bin/containerd-shim-minirun-v1
+
+## shim-proto: regenerate minirun/shim/proto/*_pb2.py from containerd's .proto files
+shim-proto:
+	apt-get install -y -q --no-install-recommends golang-github-containerd-containerd-dev \
+	    golang-github-containerd-cgroups-dev golang-github-gogo-protobuf-dev
+	$(PYTHON) -m venv build/protogen && build/protogen/bin/pip install -q grpcio-tools
+	build/protogen/bin/python minirun/shim/proto/generate.py
 
 ## demo: run a busybox container whose /demo.sh prints the isolation it sees
 demo: deps install

@@ -66,6 +66,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 RUNTIME = os.environ.get("ENGINE_RUNTIME") or str(REPO / ".venv" / "bin" / "minirun")
 RUNTIME_NAME = os.path.basename(RUNTIME)
+# minirun's own containerd shim (ctr --runtime PATH): the `ctr` scenarios run through
+# containerd's runc shim driving the runtime, and through this shim
+SHIM = os.environ.get("ENGINE_SHIM") or str(REPO / ".venv" / "bin" / "containerd-shim-minirun-v1")
+SHIM_STATE = Path("/run/containerd/minirun")  # the shim's runtime root, per namespace
 IS_MINIRUN = "minirun" in RUNTIME_NAME
 TIMEOUT = float(os.environ.get("ENGINE_TEST_TIMEOUT", "60"))
 KEEP_LOGS = os.environ.get("ENGINE_RUNTIME_LOGS") == "1"
@@ -496,7 +500,8 @@ exit 0
 
 
 # Directories engines create outside the scratch folder, children before parents.
-_CREATED_DIRS = [CONTAINERD_RUN / "runc", CONTAINERD_RUN / "s", CONTAINERD_RUN / "fifo",
+_CREATED_DIRS = [CONTAINERD_RUN / "runc", SHIM_STATE, CONTAINERD_RUN / "s",
+                 CONTAINERD_RUN / "fifo",
                  CONTAINERD_RUN, RUNTIME_ROOT, BLOBINFO_CACHE / "cache", BLOBINFO_CACHE]
 
 
@@ -682,16 +687,27 @@ class CtrSession:
 
 @dataclass
 class Ctr(CaseBase):
-    """``ctr`` for one test: ``ctr("task", "ls")``, ``ctr.run(...)``; cleans up by id."""
+    """``ctr`` for one test: ``ctr("task", "ls")``, ``ctr.run(...)``; cleans up by id.
+    ``route``: "runc-shim" (containerd's runc shim driving the runtime under test) or
+    "minirun-shim" (minirun's own shim)."""
 
     session: CtrSession | None = None
+    route: str = "runc-shim"
 
     def __call__(self, *args: str, **kw) -> Res:
         return self.session(*args, **kw)
 
     @property
     def runtime_flags(self) -> list[str]:
+        if self.route == "minirun-shim":
+            return ["--runtime", SHIM]
         return ["--runtime", "io.containerd.runc.v2", "--runc-binary", str(self.host.wrapper)]
+
+    @property
+    def state_root(self) -> Path:
+        """Where the runtime keeps this namespace's containers."""
+        top = SHIM_STATE if self.route == "minirun-shim" else CONTAINERD_RUN / "runc"
+        return top / self.session.namespace
 
     def run(self, cid: str, *cmd: str, rm: bool = False, detach: bool = False,
             tty: bool = False, **kw) -> Res:
@@ -744,14 +760,14 @@ class Ctr(CaseBase):
                     problems.append(f"cleanup: ctr containers rm {c}: {r.stderr.strip()}")
         problems += self.common_checks()
         for c in self.ids:
-            state = CONTAINERD_RUN / "runc" / self.session.namespace / c
+            state = self.state_root / c
             if state.exists():
                 problems.append(f"runtime state left: {state}")
                 self.host.run(self.host.in_ns([
                     str(self.host.wrapper), "--root", str(state.parent), "delete", "--force", c]))
                 shutil.rmtree(state, ignore_errors=True)
             sock = self.session.shim_socket(c)
-            if sock.exists():
+            if self.route == "runc-shim" and sock.exists():
                 problems.append(f"shim socket left: {sock}")
                 sock.unlink()
             for cg in engine_cgroup_dirs(f"{self.session.namespace}/{c}"):
@@ -791,25 +807,32 @@ def ctr_session(engine_host: EngineHost):
         for c in left:
             sess("task", "delete", "-f", c)
             sess("containers", "rm", c)
-    nsroot = CONTAINERD_RUN / "runc" / sess.namespace
-    if nsroot.is_dir():
-        if os.listdir(nsroot):
-            problems.append(f"runtime state left in {nsroot}: {os.listdir(nsroot)}")
-        shutil.rmtree(nsroot, ignore_errors=True)
+    try:  # minirun's shim server ends a few seconds after its last container
+        wait_for(lambda: not (SHIM_STATE / sess.namespace).exists(),
+                 "minirun's shim to end", 10)
+    except AssertionError:
+        pass
+    for nsroot in (CONTAINERD_RUN / "runc" / sess.namespace, SHIM_STATE / sess.namespace):
+        if nsroot.is_dir():
+            if os.listdir(nsroot):
+                problems.append(f"runtime state left in {nsroot}: {os.listdir(nsroot)}")
+            shutil.rmtree(nsroot, ignore_errors=True)
     for cg in engine_cgroup_dirs(sess.namespace):
         problems += rmdir_tree(cg)
     if problems:
         pytest.fail("containerd session cleanup:\n  " + "\n  ".join(problems), pytrace=False)
 
 
-@pytest.fixture
-def ctr(ctr_session: CtrSession, ctx) -> Ctr:
-    """``ctr`` for this test (``ctx`` is the suite's per-test context: its leak check runs
-    after this fixture's cleanup)."""
+@pytest.fixture(params=["runc-shim", "minirun-shim"])
+def ctr(request, ctr_session: CtrSession, ctx) -> Ctr:
+    """``ctr`` for this test, through each route (``ctx`` is the suite's per-test
+    context: its leak check runs after this fixture's cleanup)."""
+    if request.param == "minirun-shim" and not (IS_MINIRUN and os.access(SHIM, os.X_OK)):
+        pytest.skip(f"minirun's shim route needs minirun and {SHIM}")
     if not ctr_session.host.containerd_alive():
         pytest.fail("containerd is not running:\n"
                     + ctr_session.host.supervisor_log.read_text()[-3000:])
-    c = Ctr(ctr_session.host, ctx.new_id, session=ctr_session)
+    c = Ctr(ctr_session.host, ctx.new_id, session=ctr_session, route=request.param)
     c.begin()
     yield c
     problems = c.cleanup()
