@@ -119,6 +119,7 @@ test: install
 bench: install
 	$(VPY) tests/tools/bench.py --minirun $(CURDIR)/$(VENV)/bin/minirun $(BENCH_ARGS)
 	$(VPY) tests/tools/netbench.py --minirun $(CURDIR)/$(VENV)/bin/minirun --runs 20
+	$(VPY) tests/tools/shimbench.py --shim $(CURDIR)/$(VENV)/bin/containerd-shim-minirun-v1
 	$(MAKE) bench-vm
 
 ## fuzz: the config fuzzing of the suite, at length

@@ -8,7 +8,6 @@ import os
 
 from minirun import syscalls
 from minirun.errors import SyscallError
-from minirun.shim import ttrpc
 
 # mount(8)-style options that are flags; anything else goes to the filesystem as data
 FLAGS = {"ro": (0x1, True), "rw": (0x1, False), "nosuid": (0x2, True), "suid": (0x2, False),
@@ -47,6 +46,8 @@ def mount_rootfs(mounts, rootfs: str) -> bool:
             syscalls.mount(mnt.source, rootfs, fstype, flags, data or None)
             done += 1
     except Exception as e:
+        from minirun.shim import ttrpc
+
         for _ in range(done):
             unmount_rootfs(rootfs)
         raise ttrpc.Status(ttrpc.UNKNOWN, f"mount the rootfs at {rootfs}: {e}") from None

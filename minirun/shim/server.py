@@ -52,10 +52,24 @@ class Publisher:
                     time.sleep(0.2 * (attempt + 1))
 
 
+# What a create, start, exec, kill or delete imports: loaded once here, so that the fork
+# each one runs in starts with them (a fork's own imports die with it).
+PRELOAD = ("minirun.cli", "minirun.commands", "minirun.container", "minirun.container_exec",
+           "minirun.container_cgroup", "minirun.launch", "minirun.linux.init",
+           "minirun.linux.rootfs", "minirun.linux.process", "minirun.linux.namespaces",
+           "minirun.linux.capabilities", "minirun.linux.sealed", "minirun.cgroups.cgroup",
+           "minirun.cgroups.validate", "minirun.cgroups.v1", "minirun.cgroups.devices",
+           "minirun.diagnose", "minirun.state", "minirun.config", "minirun.terminal")
+
+
 def run(listener: socket.socket, namespace: str, path: str) -> None:
+    import importlib
+
     from minirun import syscalls
     from minirun.shim.task import STATE_ROOT, TaskService
 
+    for name in PRELOAD:
+        importlib.import_module(name)
     syscalls.set_child_subreaper()
     state = os.path.join(STATE_ROOT, namespace)
     os.makedirs(state, mode=0o700, exist_ok=True)
@@ -66,7 +80,9 @@ def run(listener: socket.socket, namespace: str, path: str) -> None:
     def log(msg: str) -> None:
         try:
             with open(log_path, "a") as f:
-                f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {msg}\n")
+                now = time.time()
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+                f.write(f"{stamp}.{int(now % 1 * 1000):03d}Z {msg}\n")
         except OSError:
             pass
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write a fast start-up launcher for the `minirun` command.
+"""Write fast start-up launchers for the `minirun` command and the containerd shim
+(`containerd-shim-minirun-v1`, run by containerd for every container start).
 
 pip's generated console script runs the venv's interpreter with `site` enabled
 (site-packages scan, .pth files) and honours PYTHON* variables; Python's
@@ -33,7 +34,7 @@ TEMPLATE = """\
 #!{python} -IS
 # Fast launcher written by tests/tools/install_launcher.py (make install).
 import sys; {inserts}
-from minirun.cli import main; sys.exit(main())
+from {module} import main; sys.exit(main())
 """
 
 
@@ -81,7 +82,11 @@ def install(venv: Path, links: list[Path]) -> Path:
     if len(shebang) >= 256:
         raise ValueError(f"shebang too long for the kernel ({len(shebang)} bytes): {shebang}")
     launcher = venv / "bin" / "minirun"
-    write_atomic(launcher, TEMPLATE.format(python=python, inserts=inserts))
+    write_atomic(launcher, TEMPLATE.format(python=python, inserts=inserts,
+                                           module="minirun.cli"))
+    # containerd runs the shim for every container start: the same fast start-up
+    write_atomic(venv / "bin" / "containerd-shim-minirun-v1",
+                 TEMPLATE.format(python=python, inserts=inserts, module="minirun.shim.main"))
     for link in links:
         link = link.absolute()
         if link.resolve() == launcher.resolve() and link.is_symlink():
