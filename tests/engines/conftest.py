@@ -383,6 +383,14 @@ class EngineHost:
     def containerd_alive(self) -> bool:
         return self.containerd_pid is not None and pid_alive(self.containerd_pid)
 
+    def restart_containerd(self) -> None:
+        """Stop containerd and start it again (the supervisor does it; shims live on)."""
+        pid_file = self.scratch / "containerd.pid"
+        pid_file.unlink(missing_ok=True)
+        os.write(self._ctl, b"r")
+        wait_for(pid_file.exists, "containerd to restart", 30)
+        self.containerd_pid = int(pid_file.read_text())
+
 
 def _start_supervisor(scratch: Path, command: list[str],
                       on_exit: Path) -> tuple[int, int | None, int]:

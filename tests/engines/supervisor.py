@@ -22,7 +22,9 @@ only. It
 4. starts ``COMMAND`` (containerd) if given, its output going to ``--log``;
 5. writes one JSON line to ``--ready-fd``: ``{"pid": ..., "child": ...}`` or
    ``{"error": ...}``;
-6. waits until ``--control-fd`` reaches EOF: closed by the session at its end, or
+6. restarts containerd when the session writes "r" to ``--control-fd`` (the new pid
+   in ``--scratch``/containerd.pid), and waits until that fd reaches EOF: closed by
+   the session at its end, or
    by the kernel when pytest dies, however it dies. Then it sends SIGTERM to
    containerd, SIGKILL after 10 s, SIGKILL to any process still below it (they
    are all processes the engines started for the tests) and to any process whose
@@ -280,9 +282,37 @@ def main() -> None:
     while True:
         r, _, _ = select.select([a.control_fd], [], [], 0.5)
         reap()
-        if r and not os.read(a.control_fd, 4096):
+        if not r:
+            continue
+        data = os.read(a.control_fd, 4096)
+        if not data:
             break
+        if b"r" in data and child is not None:  # restart containerd (its shims live on)
+            child = restart(child, a.command, a.log, a.scratch)
     shutdown(child, a.log, a.scratch, a.on_exit)
+
+
+def restart(child: int, command: list[str], log_path: str, scratch: str | None) -> int:
+    """SIGTERM containerd, wait for it, start it again; the new pid goes to
+    SCRATCH/containerd.pid (written last, atomically)."""
+    try:
+        os.kill(child, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if any(p == child for p, _ in reap()) or not os.path.exists(f"/proc/{child}"):
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+    child = spawn(command, log_path)
+    if scratch:
+        tmp = os.path.join(scratch, "containerd.pid.tmp")
+        with open(tmp, "w") as f:
+            f.write(str(child))
+        os.replace(tmp, os.path.join(scratch, "containerd.pid"))
+    return child
 
 
 if __name__ == "__main__":

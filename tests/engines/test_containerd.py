@@ -229,3 +229,19 @@ def test_stock_cpu_shares_land_in_the_v1_cpu_hierarchy(ctr):
     # containerd's shim is
     assert cg["memory"] == cgroups_of("self")["memory"], cg
     remove(ctr, c)
+
+
+def test_containerd_restarted_while_a_container_runs(ctr):
+    # containerd reconnects to the running shim (its address file in the bundle) and
+    # carries on: the task is still there, exec works, kill and delete end it
+    c, pid = start(ctr, LOOP)
+    ctr.host.restart_containerd()
+    wait_for(lambda: ctr("version", timeout=10).returncode == 0, "containerd to answer", 30)
+    ctr.wait_status(c, "RUNNING")
+    assert ctr.pid(c) == pid and pid_alive(pid)
+    r = ctr("task", "exec", "--exec-id", f"{c}-x1", c, "echo", "after-restart")
+    assert r.returncode == 0 and r.stdout == "after-restart\n", r
+    r = ctr("task", "kill", c)
+    assert r.returncode == 0, r
+    ctr.wait_status(c, "STOPPED")
+    remove(ctr, c)
