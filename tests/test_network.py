@@ -308,6 +308,22 @@ def test_importing_the_module_is_cheap() -> None:
     assert out[1] == "[]", out
 
 
+def test_setup_imports_only_pyroute2s_rtnl_messages() -> None:
+    """What setup and teardown import (links.py) leaves out pyroute2's package
+    `__init__` (ndb, ipdb, conntrack, asyncio: ~110 ms) and its asyncio-based IPRoute
+    (~85 ms): only the rtnl message classes; the real package still imports after."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import minirun.network.links; "
+        "print(sorted(m for m in sys.modules if m.startswith(('asyncio', 'pyroute2.ndb', "
+        "'pyroute2.ipdb', 'pyroute2.iproute', 'pyroute2.conntrack')) or m == 'pyroute2')); "
+        "assert 'pyroute2.netlink.rtnl.ifinfmsg' in sys.modules; "
+        "from pyroute2 import IPRoute; print(IPRoute.__name__)"
+    )
+    out = subprocess.run([PYTHON, "-I", "-c", code, str(REPO)], capture_output=True,
+                         text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["[]", "IPRoute"], out
+
+
 # --------------------------------------------------------------------------
 # Traffic
 # --------------------------------------------------------------------------

@@ -6,11 +6,13 @@ a bridge, an address, a default route, outbound NAT and published ports.
     teardown(root, cid, record)               in `delete`; idempotent
     address_of(record) -> str | None          for `state` and `list`
 
-Importing this package costs next to nothing: pyroute2 (~80 ms) and the rest are
-imported by setup and teardown only, so containers without networking never pay.
+Importing this package costs next to nothing: pyroute2's rtnl messages (~20 ms) and
+the rest are imported by setup and teardown only, so containers without networking
+never pay.
 
 Modules: request.py (flags and annotations), bridge.py (the steps and their undo),
-links.py (netlink, via pyroute2), firewall.py (nftables), leases.py (addresses).
+links.py (netlink through rtnl.py, pyroute2's messages), firewall.py (nftables),
+leases.py (addresses).
 """
 
 from minirun.network.request import (

@@ -14,9 +14,11 @@ and the same two calls again in one warm process where pyroute2 is already impor
 Then --concurrent set-ups at once, timed from the first start to the last exit.
 
 When the minirun under test has `--network` (the module wired into create/delete),
-also the issue's own figure: wall time of `minirun run` of /bin/true with
-`--network bridge` against `--network none`, interleaved, and of --concurrent
-`run --network bridge` at once.
+also the issue's own figures (issue 11): wall time of `minirun run` of /bin/true with
+`--network bridge` against `--network none`, interleaved; `delete` of a stopped
+container, bridge against none; and --concurrent `run -d --network bridge` at once,
+from the first start until the last has returned (each container up). Those are
+printed in one table with the issue's goal beside each.
 
 Usage: netbench.py [--runs N] [--concurrent N] [--minirun PATH] [--venv DIR]
                    [--keep-bridge] [--json]
@@ -131,40 +133,92 @@ def run_cli(b: Bench, args: argparse.Namespace) -> dict:
     true_bundle = b.tmp / "true"
     make_bundle(true_bundle, ["/bin/true"])
 
-    def once(mode: str) -> float:
-        b.n += 1  # not thread-safe in general; each += under the GIL is enough here
-        cid = f"nb{b.n}"
+    def cli(*argv: str, cid: str) -> float:
         # files, not pipes: a container left behind would hold a pipe open forever
         with tempfile.TemporaryFile() as err:
             t = time.perf_counter()
             p = subprocess.run(["nsenter", f"--net={b.nspath}", "--", b.minirun, "--root",
-                                b.root, "run", "--network", mode, "--bundle",
-                                str(true_bundle), cid], stdin=subprocess.DEVNULL,
+                                b.root, *argv], stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL, stderr=err, timeout=120)
             took = (time.perf_counter() - t) * 1000
             if p.returncode != 0:
                 err.seek(0)
-                raise SystemExit(f"netbench: run {cid}: {err.read().decode().strip()}")
+                raise SystemExit(f"netbench: {argv[0]} {cid}: {err.read().decode().strip()}")
         return took
 
+    def new_id() -> str:
+        b.n += 1  # not thread-safe in general; each += under the GIL is enough here
+        return f"nb{b.n}"
+
+    def once(mode: str) -> float:
+        cid = new_id()
+        return cli("run", "--network", mode, "--bundle", str(true_bundle), cid, cid=cid)
+
+    def delete_once(mode: str) -> float:
+        cid = new_id()
+        cli("run", "--keep", "--network", mode, "--bundle", str(true_bundle), cid, cid=cid)
+        return cli("delete", cid, cid=cid)
+
     times: dict[str, list[float]] = {"none": [], "bridge": []}
+    deletes: dict[str, list[float]] = {"none": [], "bridge": []}
     for i in range(args.runs + 2):
         order = ("none", "bridge") if i % 2 else ("bridge", "none")
         for mode in order:
             took = once(mode)
             if i >= 2:  # two warm-up rounds
                 times[mode].append(took)
+        for mode in order:
+            took = delete_once(mode)
+            if i >= 2:
+                deletes[mode].append(took)
     extra = [br - no for br, no in zip(times["bridge"], times["none"], strict=True)]
+    del_extra = [br - no for br, no in zip(deletes["bridge"], deletes["none"], strict=True)]
+    ids = [new_id() for _ in range(args.concurrent)]
     t = time.perf_counter()
     with ThreadPoolExecutor(args.concurrent) as pool:
-        list(pool.map(lambda _: once("bridge"), range(args.concurrent)))
+        list(pool.map(lambda cid: cli("run", "-d", "--network", "bridge", "--bundle",
+                                      str(b.bundle), cid, cid=cid), ids))
     burst = (time.perf_counter() - t) * 1000
+    t = time.perf_counter()
+    with ThreadPoolExecutor(args.concurrent) as pool:
+        list(pool.map(lambda cid: cli("delete", "--force", cid, cid=cid), ids))
+    burst_delete = (time.perf_counter() - t) * 1000
     return {
         "run /bin/true --network none": summary(times["none"]),
         "run /bin/true --network bridge": summary(times["bridge"]),
         "extra of bridge over none": summary(extra),
-        f"{args.concurrent} concurrent run --network bridge": f"{burst:.0f} ms",
+        "delete, bridge over none": summary(del_extra),
+        f"{args.concurrent} concurrent run -d --network bridge": f"{burst:.0f} ms",
+        f"{args.concurrent} concurrent delete --force": f"{burst_delete:.0f} ms",
     }
+
+
+# The issue's goals (issue 11), by figure: (goal, test on the measured milliseconds)
+GOALS = {
+    "extra of bridge over none": ("<= 30 ms", lambda ms: ms <= 30),
+    "concurrent run -d --network bridge": ("<= 2000 ms", lambda ms: ms <= 2000),
+}
+
+
+def table(results: dict) -> str:
+    """One table: each figure, its median (or wall time) and p90, the goal, met?"""
+    rows = [("figure", "median", "p90", "goal", "met")]
+    for name, value in results.items():
+        if isinstance(value, dict):
+            median, p90 = value["median_ms"], value["p90_ms"]
+            cells = (f"{median:.1f} ms", f"{p90:.1f} ms")
+        elif isinstance(value, str) and value.endswith(" ms"):
+            median = float(value[:-3])
+            cells = (value, "")
+        else:
+            rows.append((name, str(value), "", "", ""))
+            continue
+        goal = next((g for key, g in GOALS.items() if name.endswith(key)), None)
+        rows.append((name, *cells, goal[0] if goal else "",
+                     ("yes" if goal[1](median) else "NO") if goal else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
 
 
 def summary(xs: list[float]) -> dict:
@@ -200,8 +254,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(results))
     else:
-        for k, v in results.items():
-            print(f"{k:34s} {v}")
+        print(table(results))
     return 0
 
 
