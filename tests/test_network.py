@@ -12,6 +12,7 @@ drives it: under `nsenter --net=NS` it runs `minirun create`, `setup()`, `miniru
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -126,6 +127,18 @@ class Lab:
     def down(self, cid: str) -> None:
         p = self.netctl("down", "--minirun", self.rt.binary, "--cid", cid)
         assert p.returncode == 0, f"netctl down {cid} failed:\n{p.stderr}"
+        self.settled()
+
+    def settled(self) -> None:
+        """Wait for teardowns still at work in the background: they hold the lease
+        lock (flock of the root) until done, as a set-up would wait for them."""
+        if not self.root.is_dir():
+            return
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        finally:
+            os.close(fd)
 
     def out(self, cid: str) -> Path:
         return self.ctx.tmp / f"{cid}.out"
@@ -153,6 +166,7 @@ class Lab:
 
     def assert_clean(self, keep: set[str] = frozenset({"lo"})) -> None:
         """Nothing of minirun's left in the namespace or the root."""
+        self.settled()
         assert self.ns.links() == set(keep)
         assert "minirun" not in self.ns.ruleset()
         assert not (self.root / ".network").exists(), self.leases()
@@ -721,6 +735,54 @@ def test_cli_state_list_and_delete_after_sigkill(lab: Lab, cli) -> None:
     os.waitpid(pid, 0)
     r = cli("delete", "--force", cid)
     assert r.returncode == 0, r.stderr
+    lab.assert_clean()
+
+
+FAKE_NFT = """#!/bin/sh
+# nft, but a transaction that deletes waits (up to 60 s) for the test's go-ahead
+script=$(cat)
+case "$script" in *delete*)
+    touch "{dir}/blocked"
+    i=0; while [ ! -e "{dir}/go" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;;
+esac
+printf '%s\\n' "$script" | exec {nft} "$@"
+"""
+
+
+def test_cli_delete_returns_while_the_kernel_work_goes_on(lab: Lab, cli) -> None:
+    """`delete` does not wait for the teardown's kernel work (RCU waits in veth, bridge
+    and table removal): a detached process does it, holding the lease lock that every
+    set-up takes first; once it is done, nothing is left. Its nft is held up here."""
+    fake = lab.ctx.tmp / "fakebin"
+    fake.mkdir()
+    nft = next(p for p in ("/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft") if os.path.exists(p))
+    (fake / "nft").write_text(FAKE_NFT.format(dir=fake, nft=nft))
+    (fake / "nft").chmod(0o755)
+    cid = lab.ctx.new_id()
+    r = cli("create", "--network", "bridge", "--publish", "8080:7", "--bundle",
+            str(lab.bundle(ECHO_SERVER)), cid)
+    assert r.returncode == 0, r.stderr
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    p = subprocess.run(["nsenter", f"--net={lab.ns.path}", "--", lab.rt.binary, "--root",
+                        str(lab.root), "delete", "--force", cid], env=env,
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    try:
+        assert p.returncode == 0, p.stderr
+        assert p.stderr == ""
+        deadline = time.monotonic() + 10
+        while not (fake / "blocked").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (fake / "blocked").exists(), "the teardown never reached its nft"
+        # returned with the work unfinished: the lock is held, the rules still there
+        fd = os.open(lab.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        assert "minirun" in lab.ns.ruleset()
+    finally:
+        (fake / "go").touch()
     lab.assert_clean()
 
 

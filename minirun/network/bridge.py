@@ -101,10 +101,11 @@ def _undo(root: str, cid: str, req: NetworkRequest, err: BaseException) -> None:
         err.add_note(f"undoing the network set-up failed too: {undo_err}")
 
 
-def teardown(root: str, cid: str, record: dict) -> None:
+def teardown(root: str, cid: str, record: dict, held: int = -1) -> None:
+    """held: the lease lock, already taken (LeaseBook.lock) by the caller."""
     root = os.path.abspath(root)
     own = {"cid": cid, **names(root, cid)}
-    with LeaseBook(root) as book:
+    with LeaseBook(root, held=held) as book:
         mine = book.of_container(cid)
         stale = [lease for lease in book.stale() if lease["cid"] != cid]
         bridges = {lease["bridge"] for lease in mine + stale}

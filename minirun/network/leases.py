@@ -22,13 +22,16 @@ LEASE_DIR = ".network"
 class LeaseBook:
     """The leases of one --root, locked while the object is used as a context."""
 
-    def __init__(self, root: str, create: bool = False) -> None:
+    def __init__(self, root: str, create: bool = False, held: int = -1) -> None:
+        """held: an fd of the root already locked (by `lock`), adopted and closed."""
         self.root = os.path.abspath(root)
         self.dir = os.path.join(self.root, LEASE_DIR)
         self.create = create
-        self.fd = -1
+        self.fd = held
 
     def __enter__(self) -> "LeaseBook":
+        if self.fd >= 0:
+            return self
         if self.create:
             os.makedirs(self.root, mode=0o700, exist_ok=True)  # as state.py's root
         try:
@@ -42,6 +45,13 @@ class LeaseBook:
         if self.fd >= 0:
             os.close(self.fd)  # drops the flock
             self.fd = -1
+
+    def lock(self) -> int:
+        """Take the lock and hand its fd over (-1 without a root): for a teardown
+        finished by another process, which holds the lock until it is done."""
+        self.__enter__()
+        fd, self.fd = self.fd, -1
+        return fd
 
     # ------------------------------------------------------------ reading
 
