@@ -184,7 +184,8 @@ def delete_response(exit_status: int, exited_at_ns: int) -> bytes:
     """containerd.task.v2.DeleteResponse{exit_status, exited_at} in protobuf's wire
     format, written by hand (this path runs for every container: no protobuf import)."""
     seconds, nanos = divmod(exited_at_ns, 1_000_000_000)
-    stamp = b"\x08" + _varint(seconds) + (b"\x10" + _varint(nanos) if nanos else b"")
+    stamp = (b"\x08" + _varint(seconds) if seconds else b"") + \
+        (b"\x10" + _varint(nanos) if nanos else b"")  # proto3 leaves zeros out
     return b"\x10" + _varint(exit_status) + b"\x1a" + _varint(len(stamp)) + stamp
 
 

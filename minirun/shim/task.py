@@ -93,6 +93,7 @@ class TaskService:
         self.lock = threading.RLock()
         self.reaper = Reaper()
         self.reaper.on_exit(self._exited)
+        threading.Thread(target=self._watch_ooms, daemon=True, name="oom").start()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -149,6 +150,26 @@ class TaskService:
         got = self.reaper.exited(pid)
         if got is not None:
             self._exited(pid, *got)
+
+    def _watch_ooms(self) -> None:
+        """TaskOOM when a container's OOM-kill count grows (memory.events in cgroup2,
+        memory.oom_control in v1), read from the files its state names, once a second."""
+        seen: dict[str, tuple[str, int]] = {}  # container id -> (counter file, count)
+        while True:
+            time.sleep(1.0)
+            with self.lock:
+                live = [c for c in self.containers.values() if c.init.status != "stopped"]
+            for c in live:
+                if c.id not in seen:
+                    path = _oom_counter(c.root, c.id)
+                    seen[c.id] = (path, _oom_kills(path)) if path else ("", 0)
+                path, before = seen[c.id]
+                now = _oom_kills(path) if path else 0
+                if now > before:
+                    seen[c.id] = (path, now)
+                    self.publish("/tasks/oom", ev.TaskOOM(container_id=c.id))
+            for cid in set(seen) - {c.id for c in live}:
+                del seen[cid]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -447,3 +468,30 @@ def _last_log_error(bundle: str) -> str | None:
         if rec.get("level") == "error":
             return f'msg="{rec.get("msg", "")}"'
     return None
+
+
+def _oom_counter(root: str, cid: str) -> str:
+    """The file that counts the container's OOM kills ("" if it has no memory cgroup)."""
+    try:
+        with open(os.path.join(root, cid, "state.json")) as f:
+            rec = json.load(f).get("cgroup") or {}
+    except (OSError, ValueError):
+        return ""
+    v1_memory = (rec.get("v1") or {}).get("memory")
+    if v1_memory:
+        return os.path.join(v1_memory, "memory.oom_control")
+    if rec.get("mount") and rec.get("path") and not rec.get("v1_only"):
+        return f"{rec['mount']}{rec['path']}/memory.events"
+    return ""
+
+
+def _oom_kills(path: str) -> int:
+    try:
+        with open(path) as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
