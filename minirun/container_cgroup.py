@@ -33,6 +33,8 @@ class Prepared:
     def record(self) -> dict:
         rec = {"mount": self.cg.mount, "path": self.cg.path,
                "made_parents": self.cg.made_parents}
+        if not getattr(self.cg, "unified", True):
+            rec["v1_only"] = True  # a host with cgroup v1 only: cgroups/v1home.py
         if self.shared:
             rec["shared"] = True
         if self.v1 is not None:
@@ -66,11 +68,30 @@ def v2_mount() -> str:
 _MOUNT: str | None = None
 
 
+def v1_only() -> bool:
+    """No cgroup2 mounted, v1 hierarchies are: the container lives in v1 alone."""
+    global _V1_ONLY
+    if _V1_ONLY is None:
+        from minirun.cgroups import host, v1
+
+        try:
+            host.find_v2_mount()
+            _V1_ONLY = False
+        except MinirunError:
+            _V1_ONLY = bool(v1.mounts())
+    return _V1_ONLY
+
+
+_V1_ONLY: bool | None = None
+
+
 def prepare(cid: str, linux: dict, intent=None) -> Prepared | None:
     """The container's cgroup; None for a user without root who owns no cgroup subtree
     and asks for no limit (as runc: such a container simply has no cgroup of its own)."""
     from minirun import cgroups
 
+    if v1_only():
+        return _prepare_v1_only(cid, linux, intent)
     mount = v2_mount()
     res = linux.get("resources") or {}
     if os.geteuid() != 0:
@@ -125,6 +146,42 @@ def prepare(cid: str, linux: dict, intent=None) -> Prepared | None:
         raise
     prepared = Prepared(cg, procs_fd, own_fd)
     prepared.shared = shared
+    prepared.v1 = v1cg
+    prepared.v1_fds = v1_fds
+    return prepared
+
+
+def _prepare_v1_only(cid: str, linux: dict, intent) -> Prepared | None:
+    """A host with cgroup v1 only: every mounted hierarchy, limits and devices in v1."""
+    from minirun import cgroups
+    from minirun.cgroups import v1
+    from minirun.cgroups.v1home import V1Home, tracker_of
+
+    res = linux.get("resources") or {}
+    if os.geteuid() != 0:
+        if v1.sections(res) or res.get("devices"):
+            raise MinirunError("cgroups: a user without root gets no cgroup on a host with "
+                               "cgroup v1 only, so linux.resources cannot be applied")
+        return None
+    cgroups.validate_resources(res, None)
+    v1cg, rels = v1.every_hierarchy(cid, linux.get("cgroupsPath"))
+    home = V1Home(v1cg.dirs, rels[tracker_of(v1cg.dirs)])
+    if intent is not None:
+        intent({"mount": home.mount, "path": home.path, "made_parents": [], "v1_only": True,
+                "v1": v1cg.record()})
+    if home.exists() and home.pids():
+        raise MinirunError(f"container's cgroup is not empty ({home.dir})")
+    routed = v1.targets(res, None)
+    v1cg.create(v1.plan(res, routed))
+    try:
+        home.v1_made = v1cg.made
+        home.set_devices(res.get("devices"), [d["path"] for d in linux.get("devices") or []])
+        procs_fd = home.open_procs()
+        v1_fds = v1cg.open_procs()
+    except BaseException:
+        v1cg.destroy()
+        raise
+    prepared = Prepared(home, procs_fd, None)
     prepared.v1 = v1cg
     prepared.v1_fds = v1_fds
     return prepared
@@ -197,6 +254,9 @@ def freeze_requested(st: dict) -> bool:
     rec = st.get("cgroup")
     if not rec:
         return False
+    if rec.get("v1_only"):
+        cg = of(st)
+        return cg is not None and cg.freeze_requested()
     try:
         with open(f"{rec['mount']}{rec['path']}/cgroup.freeze") as f:
             return f.read().strip() == "1"
@@ -211,6 +271,13 @@ def of(st: dict):
         return None
     from minirun import cgroups
 
+    if rec.get("v1_only"):
+        from minirun.cgroups.v1home import V1Home
+
+        try:
+            return V1Home(dict(rec.get("v1") or {}), rec["path"], rec.get("v1_made"))
+        except MinirunError:
+            return None
     try:
         cg = cgroups.Cgroup(rec["mount"], rec["path"])
     except MinirunError:
@@ -327,10 +394,11 @@ def update(store, cid: str, res: dict) -> None:
         if status(st) == "stopped":
             raise MinirunError(f"cannot update container {cid!r}: it is stopped")
         cg = _require(st, cid)
-        cgroups.validate_resources(res, cg.mount)
+        mount = cg.mount if getattr(cg, "unified", True) else None
+        cgroups.validate_resources(res, mount)
         from minirun.cgroups import v1
 
-        routed = v1.targets(res, cg.mount)
+        routed = v1.targets(res, mount)
         cg.apply(v1.without(res, routed), devices="devices" in res)
         if routed:
             v1cg = v1_of(st)

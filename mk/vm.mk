@@ -5,7 +5,8 @@
 #                       (files that do not exist are skipped); the guest's real exit status
 #                       is make's, and boot + tests are timed. Then a second boot in which the
 #                       guest builds a hybrid layout of its own (v1 hierarchies, memory
-#                       included, cgroup2 at /sys/fs/cgroup/unified) for VM_HYBRID_TESTS
+#                       included, cgroup2 at /sys/fs/cgroup/unified) for VM_HYBRID_TESTS, and
+#                       a third with every controller in v1 and no cgroup2 for VM_V1_TESTS
 #   make bench-vm       in the same VM: the smallest memory.max under which `run /bin/true`
 #                       succeeds, for runc and for minirun (tests/vm/memmin.py)
 #   make vm-prepare     only install what the lane needs (apt packages, the kernel, virtme-ng)
@@ -13,7 +14,7 @@
 #   make check-vagrant  the Vagrantfile's Ruby syntax and settings, and its provisioning
 #                       script run on this host (Vagrant itself cannot run here)
 #
-# Knobs: VM_TESTS, VM_HYBRID_TESTS (empty: no hybrid lane), VM_PYTEST_ARGS (after `--` to pytest, e.g. VM_PYTEST_ARGS="-k smoke"),
+# Knobs: VM_TESTS, VM_HYBRID_TESTS, VM_V1_TESTS (empty: no such lane), VM_PYTEST_ARGS (after `--` to pytest, e.g. VM_PYTEST_ARGS="-k smoke"),
 # VM_CACHE, VM_TIMEOUT (seconds before the VM is killed), VM_CPUS, VM_MEMORY, VM_RESULTS,
 # VM_BENCH_ARGS (memmin.py options), VM_KERNEL_PKG, VM_VIRTME_NG (see tests/vm/prepare.sh).
 # Every target runs as root; the lane only ever touches cgroups inside the guest.
@@ -22,6 +23,7 @@ VM_PYTHON   ?= /usr/bin/python3
 VM_CACHE    ?= /var/cache/minirun-vm
 VM_TESTS    ?= tests/test_cgroups_v2.py tests/test_cgroups_cli_v2.py tests/vm/test_vm_smoke.py
 VM_HYBRID_TESTS ?= tests/test_cgroups_v1.py tests/vm/test_vm_v1.py
+VM_V1_TESTS ?= tests/vm/test_vm_v1.py
 VM_PYTEST_ARGS ?=
 VM_TIMEOUT  ?= 2400
 VM_CPUS     ?= 2
@@ -43,6 +45,8 @@ test-vm: install vm-prepare
 	$(VM_RUN) test $(VM_TESTS) $(if $(strip $(VM_PYTEST_ARGS)),-- $(VM_PYTEST_ARGS))
 	$(if $(strip $(VM_HYBRID_TESTS)),$(VM_RUN) --layout hybrid \
 	    test $(VM_HYBRID_TESTS) $(if $(strip $(VM_PYTEST_ARGS)),-- $(VM_PYTEST_ARGS)))
+	$(if $(strip $(VM_V1_TESTS)),$(VM_RUN) --layout v1 \
+	    test $(VM_V1_TESTS) $(if $(strip $(VM_PYTEST_ARGS)),-- $(VM_PYTEST_ARGS)))
 
 ## bench-vm: runc's and minirun's smallest memory.max for `run /bin/true`, in the VM
 bench-vm: install vm-prepare

@@ -245,15 +245,29 @@ def for_container(cid: str, cgroups_path: str | None, controllers: set[str]) -> 
             if v1 not in where:
                 raise ConfigError(f"{R}", f"the {ctrl} controller is bound to cgroup v1 on "
                                   f"this host, and no v1 {v1} hierarchy is mounted here")
-            base = own.get(v1, "/").rstrip("/")
-            if not cgroups_path:
-                rel = f"{base}/{cid}"
-            elif cgroups_path.startswith("/"):
-                rel = cgroups_path
-            else:
-                rel = f"{base}/{cgroups_path}"
-            dirs[v1] = os.path.normpath(where[v1] + "/" + rel.lstrip("/"))
+            dirs[v1] = os.path.normpath(where[v1] + "/" + relative(own, v1, cid, cgroups_path))
     return V1Cgroups(dirs)
+
+
+def relative(own: dict[str, str], v1: str, cid: str, cgroups_path: str | None) -> str:
+    """The container's path in hierarchy v1 (runc's placement, see the module doc)."""
+    base = own.get(v1, "/").rstrip("/")
+    if not cgroups_path:
+        rel = f"{base}/{cid}"
+    elif cgroups_path.startswith("/"):
+        rel = cgroups_path
+    else:
+        rel = f"{base}/{cgroups_path}"
+    return os.path.normpath("/" + rel.lstrip("/"))
+
+
+def every_hierarchy(cid: str, cgroups_path: str | None) -> tuple[V1Cgroups, dict[str, str]]:
+    """A host with cgroup v1 only: the container's directories in every mounted v1
+    hierarchy, as runc's v1 manager joins them all; and its path in each."""
+    where, own = mounts(), own_paths()
+    rels = {v1: relative(own, v1, cid, cgroups_path) for v1 in where}
+    dirs = {v1: os.path.normpath(where[v1] + rels[v1]) for v1 in where}
+    return V1Cgroups(dirs), rels
 
 
 # v2 names minirun applies in v1 (net_cls and net_prio exist in v1 only)
@@ -293,7 +307,7 @@ def targets(res: dict, mount: str) -> set[str]:
         return set()
     from minirun.cgroups import host
 
-    v2 = host.v2_controllers(mount)
+    v2 = host.v2_controllers(mount) if mount else set()  # None: a host with v1 only
     if needed <= v2:
         return set()
     bound = host.v1_bound_controllers()

@@ -34,8 +34,9 @@ LIST_RE = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
 RDMA_DEVICE = re.compile(r"[^\s/]+")
 
 
-def validate_resources(res: dict, mount: str) -> None:
-    """Refuse what cannot be enforced exactly, with the field and the reason."""
+def validate_resources(res: dict, mount: str | None) -> None:
+    """Refuse what cannot be enforced exactly, with the field and the reason (mount None:
+    a host with cgroup v1 only, where every limit goes to its v1 hierarchy)."""
     if not isinstance(res, dict):
         raise ConfigError(R, "must be an object")
     _check_unknown_sections(res)
@@ -288,10 +289,13 @@ def _v1_only(name: str) -> str:
 # --------------------------------------------------------------------------
 
 
-def _availability(res: dict, mount: str) -> None:
+def _availability(res: dict, mount: str | None) -> None:
     for write in convert.plan(res):
         if write.controller == "cgroup":
             continue
+        if mount is None:
+            raise ConfigError(_section_of(write.field), "needs cgroup v2, and this host has "
+                              "cgroup v1 only (no cgroup2 filesystem mounted)")
         problem = host.controller_problem(write.controller, mount)
         if problem:
             raise ConfigError(_section_of(write.field), problem)

@@ -193,6 +193,11 @@ def _unshare_rest(launch: Launch, tracer: Tracer) -> None:
     is not to be charged to it)."""
     cg = launch.cgroup
     rooted = cg is not None and cg.own_fd is not None and launch.plan.has_new("cgroup")
+    if cg is not None and not getattr(cg.cg, "unified", True) and launch.plan.has_new("cgroup"):
+        # cgroup v1 only: into every hierarchy now, for good (runc's v1 order), so that
+        # the namespace is rooted at the container's cgroups
+        with tracer.step("cgroup", f"join {cg.cg.path} (root of the cgroup namespace)"):
+            cg.join_all()
     if rooted:
         with tracer.step("cgroup", f"{cg.cg.path} (root of the cgroup namespace)"):
             cgroup_join(cg.procs_fd)

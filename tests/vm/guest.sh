@@ -56,10 +56,11 @@ finish() {
 }
 
 # ---- the cgroup layout -------------------------------------------------------------
-# VM_LAYOUT=v2 (the kernel's own: cgroup2 alone at /sys/fs/cgroup), or hybrid: the
+# VM_LAYOUT=v2 (the kernel's own: cgroup2 alone at /sys/fs/cgroup), hybrid: the
 # layout of Ubuntu 20.04, Debian 10, RHEL 8 hosts (and of the development machines),
 # built here by moving the controllers to v1 hierarchies on a tmpfs, cgroup2 left at
-# /sys/fs/cgroup/unified with what v1 did not take. Nothing in the guest has enabled
+# /sys/fs/cgroup/unified with what v1 did not take; or v1: every controller in v1 and
+# no cgroup2 mounted at all (RHEL 7, Ubuntu 18.04). Nothing in the guest has enabled
 # a controller in a cgroup2 subtree yet, so each one may still move to v1.
 layout=${VM_LAYOUT:-v2}
 # hugetlb stays in cgroup2, as on the development machines
@@ -74,6 +75,7 @@ make_hybrid() {
         case $h in *,*) for part in ${h//,/ }; do ln -s "$h" "/sys/fs/cgroup/$part"; done ;; esac
     done
     mkdir /sys/fs/cgroup/systemd && mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd
+    [ "${1:-}" = v1-only ] && return 0
     mkdir /sys/fs/cgroup/unified && mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified
 }
 
@@ -84,7 +86,9 @@ env_ok=1
 case $layout in
     v2) ;;
     hybrid) make_hybrid || { echo "FAIL: could not build the hybrid cgroup layout"; env_ok=0; } ;;
-    *) echo "FAIL: unknown VM_LAYOUT '$layout' (v2 or hybrid)"; finish 2 ;;
+    v1) V1_HIERARCHIES="$V1_HIERARCHIES hugetlb"
+        make_hybrid v1-only || { echo "FAIL: could not build the v1 cgroup layout"; env_ok=0; } ;;
+    *) echo "FAIL: unknown VM_LAYOUT '$layout' (v2, hybrid or v1)"; finish 2 ;;
 esac
 fstype=$(stat -fc %T /sys/fs/cgroup)
 v1=$(awk '$3 == "cgroup" { print $2 }' /proc/mounts | tr '\n' ' ')
@@ -98,8 +102,16 @@ if [ "$layout" = v2 ]; then
 else
     echo "/sys/fs/cgroup: $fstype; v1 hierarchies: $v1; unified: $(cat /sys/fs/cgroup/unified/cgroup.controllers 2>&1)"
     echo "self: $(tr '\n' ' ' </proc/self/cgroup)"
-    if [ "$fstype" != tmpfs ] || [ -z "$v1" ] || [ ! -e /sys/fs/cgroup/unified/cgroup.procs ]; then
-        echo "FAIL: not a hybrid guest"
+    if [ "$fstype" != tmpfs ] || [ -z "$v1" ]; then
+        echo "FAIL: not a $layout guest (no v1 hierarchies on a tmpfs)"
+        env_ok=0
+    fi
+    v2=$(awk '$3 == "cgroup2" { print $2 }' /proc/mounts)
+    if [ "$layout" = hybrid ] && [ "$v2" != /sys/fs/cgroup/unified ]; then
+        echo "FAIL: not a hybrid guest (cgroup2 at '${v2:-nowhere}')"
+        env_ok=0
+    elif [ "$layout" = v1 ] && [ -n "$v2" ]; then
+        echo "FAIL: not a pure v1 guest (cgroup2 at $v2)"
         env_ok=0
     fi
 fi

@@ -2,7 +2,7 @@
 """Boot a pure cgroup v2 VM and run the VM lane in it; carry its real result out.
 
     run.py [--cache DIR] [--kernel VMLINUZ] [--vng VNG] [--results DIR]
-           [--timeout S] [--cpus N] [--memory SIZE] [--layout v2|hybrid]
+           [--timeout S] [--cpus N] [--memory SIZE] [--layout v2|hybrid|v1]
            test [FILE...] [-- PYTEST_OPTION...]
     run.py [...] bench [MEMMIN_OPTION...]
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds before the VM is killed (default %(default)s)")
     p.add_argument("--cpus", default="2")
     p.add_argument("--memory", default="2G")
-    p.add_argument("--layout", choices=("v2", "hybrid"), default="v2",
+    p.add_argument("--layout", choices=("v2", "hybrid", "v1"), default="v2",
                    help="the guest's cgroup layout (guest.sh's VM_LAYOUT; default %(default)s)")
     p.add_argument("mode", choices=("test", "bench"))
     p.add_argument("args", nargs=argparse.REMAINDER,

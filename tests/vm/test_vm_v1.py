@@ -1,9 +1,11 @@
-"""Memory limits (and net_cls / net_prio) in cgroup v1 hierarchies, for the VM lane's hybrid layout
-(`make test-vm`: tests/vm/guest.sh builds it when VM_LAYOUT=hybrid).
+"""Memory limits (and net_cls / net_prio) in cgroup v1 hierarchies, for the VM lane's
+hybrid and pure v1 layouts (`make test-vm`: tests/vm/guest.sh builds them when
+VM_LAYOUT=hybrid or v1); and, on the pure v1 layout, the container's life without any
+cgroup2: tracking, freezer, kill --all, ps, devices, the cgroup namespace.
 
 On the development machines the v1 memory hierarchy belongs to the machine, so these
-tests run only in a guest that built its own hybrid layout: they are skipped
-anywhere VM_LAYOUT is not "hybrid", whatever the host's layout.
+tests run only in a guest that built its own layout: they are skipped anywhere
+VM_LAYOUT is not "hybrid" or "v1", whatever the host's layout.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ MEMORY = CG / "memory"
 
 pytestmark = [
     pytest.mark.minirun_only,
-    pytest.mark.skipif(os.environ.get("VM_LAYOUT") != "hybrid" or not MEMORY.is_dir(),
-                       reason="needs the VM lane's own hybrid layout (VM_LAYOUT=hybrid)"),
+    pytest.mark.skipif(os.environ.get("VM_LAYOUT") not in ("hybrid", "v1")
+                       or not MEMORY.is_dir(),
+                       reason="needs the VM lane's own v1 layouts (VM_LAYOUT=hybrid or v1)"),
 ]
 
 SLEEP = ["sleep", "1000"]
@@ -113,3 +116,66 @@ def test_net_cls_and_net_prio(runtime, bundle, cid):
     assert _read(f"{dirs['net_cls']}/net_cls.classid") == str(0x100001)
     assert "lo 5" in _read(f"{dirs['net_prio']}/net_prio.ifpriomap").splitlines()
     runtime.ok("delete", "--force", c)
+
+
+V1_ONLY = pytest.mark.skipif(os.environ.get("VM_LAYOUT") != "v1",
+                             reason="the pure v1 layout (VM_LAYOUT=v1)")
+
+
+def _state_cgroup(runtime, c) -> dict:
+    return json.loads((runtime.root / c / "state.json").read_text())["cgroup"]
+
+
+@V1_ONLY
+def test_v1_only_every_hierarchy_limits_and_devices(runtime, bundle, cid):
+    c = cid()
+    res = {"cpu": {"shares": 512}, "pids": {"limit": 32}, "memory": {"limit": 64 * MiB}}
+    b = bundle(SLEEP, {"linux": {"resources": res}})
+    cfg = json.loads((b / "config.json").read_text())
+    cfg["linux"]["namespaces"].append({"type": "cgroup"})
+    (b / "config.json").write_text(json.dumps(cfg))
+    runtime.ok("run", "-d", "--bundle", b, c)
+    rec = _state_cgroup(runtime, c)
+    dirs = rec["v1"]
+    assert rec["v1_only"] and {"freezer", "devices", "pids", "cpu", "memory"} <= set(dirs)
+    assert _read(f"{dirs['cpu']}/cpu.shares") == "512"
+    assert _read(f"{dirs['pids']}/pids.max") == "32"
+    assert _read(f"{dirs['memory']}/memory.limit_in_bytes") == str(64 * MiB)
+    allowed = _read(f"{dirs['devices']}/devices.list").splitlines()
+    assert "a *:* rwm" not in allowed and "c 1:3 rwm" in allowed, allowed  # /dev/null
+    pid = runtime.state(c)["pid"]
+    for d in set(dirs.values()):
+        assert str(pid) in _read(f"{d}/cgroup.procs").split(), d
+    # the cgroup namespace is rooted at the container's cgroups (name=systemd, which
+    # minirun does not join, shows the root too: the runtime's own cgroup there is /)
+    inside = runtime.ok("exec", c, "cat", "/proc/self/cgroup").stdout.splitlines()
+    assert all(line.endswith(":/") for line in inside), inside
+    runtime.ok("delete", "--force", c)
+    assert not any(Path(d).exists() for d in dirs.values())
+
+
+@V1_ONLY
+def test_v1_only_pause_ps_kill_all(runtime, bundle, cid):
+    c = cid()
+    runtime.ok("run", "-d", "--bundle",
+               bundle(["sh", "-c", "sleep 1000 & sleep 1001 & wait"]), c)
+    pids = json.loads(runtime.ok("ps", "--format", "json", c).stdout)
+    assert len(pids) == 3, pids
+    runtime.ok("pause", c)
+    assert runtime.state(c)["status"] == "paused"
+    freezer = _state_cgroup(runtime, c)["v1"]["freezer"]
+    assert _read(f"{freezer}/freezer.state") == "FROZEN"
+    runtime.ok("resume", c)
+    assert runtime.state(c)["status"] == "running"
+    runtime.ok("kill", "--all", c, "KILL")
+    deadline = time.monotonic() + 60
+    while runtime.state(c)["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert runtime.state(c)["status"] == "stopped"
+    runtime.ok("delete", c)
+
+
+@V1_ONLY
+def test_v1_only_refuses_what_needs_cgroup2(run_container):
+    r = run_container(["true"], {"linux": {"resources": {"unified": {"memory.high": "1M"}}}})
+    assert r.returncode != 0 and "cgroup v1 only" in r.stderr, r.result
