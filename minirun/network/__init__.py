@@ -32,7 +32,10 @@ def setup(root: str, cid: str, pid: int, req: NetworkRequest) -> dict:
     """Give the container whose init is `pid` its network, in the caller's network
     namespace; returns the record to keep in state.json. On failure nothing is left
     and MinirunError says what, where and why."""
-    from minirun.network import bridge
+    from minirun import trace
+
+    with trace.Span("import pyroute2's rtnl messages"):
+        from minirun.network import bridge
 
     return bridge.setup(root, cid, pid, req)
 
@@ -65,6 +68,7 @@ def _in_background(held: int, root: str, cid: str, record: dict) -> bool:
     for its end) that tears down holding the lock `held`. True once it runs (the
     lock is then its only); False if it could not be started."""
     import os
+    import sys
 
     try:
         pid = os.fork()
@@ -81,6 +85,12 @@ def _in_background(held: int, root: str, cid: str, record: dict) -> bool:
             os._exit(0)
         _detach_stdio()
         _close_fds_but(held)
+        firewall = sys.modules.get("minirun.network.firewall")
+        if firewall is not None:
+            firewall.forget_library()  # its context's netlink socket was just closed
+        from minirun.steps import fault_point
+
+        fault_point("network teardown in the background")  # MINIRUN_FAULT_AT, for tests
         from minirun.network import bridge
 
         bridge.teardown(root, cid, record, held)

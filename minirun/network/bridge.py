@@ -19,9 +19,9 @@ its container attaches: the last teardown cannot remove a bridge a create is abo
 use.
 """
 
-import hashlib
 import os
 
+from minirun import trace
 from minirun.errors import MinirunError
 from minirun.network import firewall, links
 from minirun.network.leases import LeaseBook
@@ -31,8 +31,17 @@ from minirun.network.request import DEFAULT_SUBNET, NetworkRequest, check_addres
 def names(root: str, cid: str) -> dict:
     """The host veth (at most 15 bytes) and nft chain of a container: a hash of root
     and id, so that two roots' containers of one id do not collide."""
-    digest = hashlib.sha256(f"{os.path.abspath(root)}\0{cid}".encode()).hexdigest()[:10]
+    digest = _sha256(f"{os.path.abspath(root)}\0{cid}".encode()).hexdigest()[:10]
     return {"host_veth": f"mr{digest}", "chain": f"c-{digest}"}
+
+
+def _sha256(data: bytes):
+    """hashlib's sha256 without hashlib's import (OpenSSL's bindings, ~2 ms)."""
+    try:
+        from _sha256 import sha256  # CPython 3.11
+    except ImportError:
+        from hashlib import sha256
+    return sha256(data)
 
 
 def setup(root: str, cid: str, pid: int, req: NetworkRequest) -> dict:
@@ -40,7 +49,7 @@ def setup(root: str, cid: str, pid: int, req: NetworkRequest) -> dict:
     own = names(root, cid)
     try:
         with links.host() as ipr:
-            with LeaseBook(root, create=True) as book:
+            with trace.Span("bridge and address lease"), LeaseBook(root, create=True) as book:
                 # leftovers of this id are stale too: its directory was just claimed
                 stale = book.stale() + book.of_container(cid)
                 if stale:
@@ -53,8 +62,10 @@ def setup(root: str, cid: str, pid: int, req: NetworkRequest) -> dict:
                                   f"--ip (bridge {bridge.name})", bridge.gateway)
                 lease = book.take(cid, bridge.name, bridge.subnet, bridge.gateway,
                                   req.address, own)
-            links.add_veth(ipr, own["host_veth"], cid, bridge, pid, lease["address"])
-        _publish(root, cid, own, bridge, lease["address"], req)
+            with trace.Span("veth pair, eth0 address and route"):
+                links.add_veth(ipr, own["host_veth"], cid, bridge, pid, lease["address"])
+        with trace.Span("nftables: NAT and published ports"):
+            _publish(root, cid, own, bridge, lease["address"], req)
         links.enable_forwarding()
     except BaseException as e:
         _undo(root, cid, req, e)

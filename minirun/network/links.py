@@ -10,7 +10,7 @@ minirun would have used (someone else's, or a user's bridge) is never removed.
 """
 
 import contextlib
-import ctypes
+import ctypes  # imported by pyroute2's messages anyway
 import ipaddress
 import os
 import socket
