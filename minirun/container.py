@@ -171,6 +171,8 @@ def _network_request(cfg: dict, opts: dict):
                                    for ns in cfg["linux"].get("namespaces") or []):
         raise MinirunError("--network bridge needs a new network namespace "
                            "(linux.namespaces has none, or joins one by path)")
+    if req is not None:
+        network.prepare(req)  # its imports overlap the container's set-up (issue 11)
     return req
 
 

@@ -766,6 +766,32 @@ def test_cli_delete_leaves_the_kernel_work_to_a_background_process(lab: Lab, cli
     lab.assert_clean()
 
 
+def test_cli_setup_in_a_helper_started_early(lab: Lab, cli) -> None:
+    """`create` forks a helper as soon as the request is read: it imports the netlink
+    and nftables code while the container is made, then does the set-up, whose steps
+    reach the runtime's trace. If it dies, create fails in one line, leaving nothing."""
+    b = str(lab.bundle(ECHO_SERVER))
+    cid, trace_file = lab.ctx.new_id(), lab.ctx.tmp / "trace.json"
+    r = cli("create", "--network", "bridge", "--trace", str(trace_file), "--bundle", b, cid)
+    assert r.returncode == 0, r.stderr
+    names = [e["name"] for e in json.loads(trace_file.read_text())["traceEvents"]]
+    assert "veth pair, eth0 address and route" in names, names
+    assert cli("delete", "--force", cid).returncode == 0
+    lab.assert_clean()
+    env = {**os.environ, "MINIRUN_FAULT_AT": "import pyroute2's rtnl messages (helper)"}
+    cid = lab.ctx.new_id()
+    p = subprocess.run(["nsenter", f"--net={lab.ns.path}", "--", lab.rt.binary, "--root",
+                        str(lab.root), "create", "--network", "bridge", "--bundle", b, cid],
+                       env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, timeout=TIMEOUT)
+    assert p.returncode != 0
+    assert p.stderr.splitlines() == [p.stderr.strip()], p.stderr
+    assert "network set-up: its helper process" in p.stderr
+    assert "died: killed by signal 9" in p.stderr
+    assert not (lab.root / cid).exists()
+    lab.assert_clean()
+
+
 def test_cli_bad_flags_leave_nothing(lab: Lab, cli) -> None:
     b = lab.bundle(ECHO_SERVER)
     for flags, message in ((["--subnet", "10.0.0.1/24"], "--subnet: invalid subnet"),

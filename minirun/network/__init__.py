@@ -2,6 +2,8 @@
 a bridge, an address, a default route, outbound NAT and published ports.
 
     request_from(flags, annotations) -> NetworkRequest | None   every `create`: cheap
+    prepare(req)                              optional, early in `create`: a helper
+                                              process imports what setup needs meanwhile
     setup(root, cid, pid, req) -> record      once the init waits in its namespace
     teardown(root, cid, record)               in `delete`; idempotent; returns at
                                               once, the kernel's part in the background
@@ -25,19 +27,129 @@ from minirun.network.request import (
 )
 
 __all__ = ["ANNOTATION", "DEFAULT_BRIDGE", "DEFAULT_SUBNET", "NetworkRequest",
-           "address_of", "host_veth_name", "request_from", "setup", "teardown"]
+           "address_of", "host_veth_name", "prepare", "request_from", "setup", "teardown"]
+
+# id(req) -> (helper pid, fd to it, fd from it): helpers started by prepare()
+_HELPERS: dict[int, tuple[int, int, int]] = {}
+
+
+def prepare(req: NetworkRequest) -> None:
+    """Start setup's slow part ahead, in parallel with the container's set-up: a forked
+    helper imports pyroute2's messages (~20 ms, the most of setup's cost) while the
+    runtime makes the container, then does setup() itself once told the init's pid.
+    It dies with the runtime (PR_SET_PDEATHSIG) and quits if never told. Without
+    prepare(), or if the fork fails, setup() does all the work in this process."""
+    import os
+
+    fds: list[int] = []
+    try:
+        fds = [*os.pipe(), *os.pipe()]  # runtime -> helper, helper -> runtime
+        parent = os.getpid()
+        pid = os.fork()
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        return
+    if pid:
+        os.close(fds[0])
+        os.close(fds[3])
+        _HELPERS[id(req)] = (pid, fds[1], fds[2])
+        return
+    status = 1
+    try:
+        os.close(fds[1])
+        os.close(fds[2])
+        _helper(req, parent, fds[0], fds[3])
+        status = 0
+    finally:
+        os._exit(status)  # never the runtime's own exit path (trace file, cleanups)
+
+
+def _helper(req: NetworkRequest, parent: int, rfd: int, wfd: int) -> None:
+    import json
+    import os
+    import signal
+
+    import prctl
+
+    prctl.set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != parent:
+        return  # the runtime is already gone
+    from minirun import trace
+    from minirun.errors import MinirunError
+
+    with trace.Span("import pyroute2's rtnl messages (helper)"):
+        from minirun.network import bridge
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(rfd, 4096)
+        if not chunk:
+            return  # the runtime went on without networking (its create failed)
+        line += chunk
+    root, cid, pid = json.loads(line)
+    events = trace.ACTIVE.events if trace.ACTIVE is not None else []
+    mark = len(events)
+    try:
+        answer: dict = {"record": bridge.setup(root, cid, pid, req)}
+    except MinirunError as e:
+        answer = {"error": str(e), "notes": getattr(e, "__notes__", [])}
+    except Exception as e:  # noqa: BLE001 - told in one line, as the runtime would
+        answer = {"error": f"network set-up: {type(e).__name__}: {e}", "notes": []}
+    answer["spans"] = events[mark:]
+    data = json.dumps(answer).encode()
+    while data:
+        data = data[os.write(wfd, data):]
 
 
 def setup(root: str, cid: str, pid: int, req: NetworkRequest) -> dict:
     """Give the container whose init is `pid` its network, in the caller's network
     namespace; returns the record to keep in state.json. On failure nothing is left
     and MinirunError says what, where and why."""
+    helper = _HELPERS.pop(id(req), None)
+    if helper is not None:
+        return _setup_by(helper, root, cid, pid)
     from minirun import trace
 
     with trace.Span("import pyroute2's rtnl messages"):
         from minirun.network import bridge
 
     return bridge.setup(root, cid, pid, req)
+
+
+def _setup_by(helper: tuple[int, int, int], root: str, cid: str, pid: int) -> dict:
+    """Hand the set-up to the helper prepare() started; its answer, as if done here."""
+    import json
+    import os
+
+    from minirun import trace
+    from minirun.errors import MinirunError
+
+    hpid, wfd, rfd = helper
+    try:
+        try:
+            os.write(wfd, json.dumps([os.path.abspath(root), cid, pid]).encode() + b"\n")
+        except BrokenPipeError:
+            pass  # it died: told below
+        data = b""
+        while chunk := os.read(rfd, 65536):
+            data += chunk
+    finally:
+        os.close(wfd)
+        os.close(rfd)
+        _, status = os.waitpid(hpid, 0)
+    if not data:
+        why = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+               else f"exit status {os.WEXITSTATUS(status)}")
+        raise MinirunError(f"network set-up: its helper process (pid {hpid}) died: {why}")
+    answer = json.loads(data)
+    if trace.ACTIVE is not None:
+        trace.ACTIVE.events.extend(answer["spans"])
+    if "error" in answer:
+        err = MinirunError(answer["error"])
+        for note in answer["notes"]:
+            err.add_note(note)
+        raise err
+    return answer["record"]
 
 
 def teardown(root: str, cid: str, record: dict, wait: bool = False) -> None:
