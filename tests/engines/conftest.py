@@ -70,6 +70,10 @@ RUNTIME_NAME = os.path.basename(RUNTIME)
 # containerd's runc shim driving the runtime, and through this shim
 SHIM = os.environ.get("ENGINE_SHIM") or str(REPO / ".venv" / "bin" / "containerd-shim-minirun-v1")
 SHIM_STATE = Path("/run/containerd/minirun")  # the shim's runtime root, per namespace
+# the CRI plugin's pod sandbox image: busybox whose command waits forever
+PAUSE_IMAGE = "localhost/minirun-pause:latest"
+PAUSE_CMD = ["sleep", "2147483647"]
+CRI_NAMESPACE = "k8s.io"  # the containerd namespace of everything the CRI plugin runs
 IS_MINIRUN = "minirun" in RUNTIME_NAME
 TIMEOUT = float(os.environ.get("ENGINE_TEST_TIMEOUT", "60"))
 KEEP_LOGS = os.environ.get("ENGINE_RUNTIME_LOGS") == "1"
@@ -536,6 +540,7 @@ def engine_host(tmp_path_factory: pytest.TempPathFactory):
                                   runtime=shlex.quote(os.path.abspath(RUNTIME))))
     wrapper.chmod(0o755)
     archive = build_oci_archive(scratch / "busybox.oci.tar", IMAGE)
+    build_oci_archive(scratch / "pause.oci.tar", PAUSE_IMAGE, cmd=PAUSE_CMD)
 
     v1_before = v1_cgroup_dirs()
     existed = _snapshot_paths(_CREATED_DIRS)
@@ -547,7 +552,6 @@ def engine_host(tmp_path_factory: pytest.TempPathFactory):
         (cd / "config.toml").write_text(f"""version = 2
 root = "{cd}/root"
 state = "{cd}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 [grpc]
   address = "{cd}/containerd.sock"
@@ -557,6 +561,21 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{cd}/opt"
+
+# The CRI plugin (Kubernetes' API; tests/engines/test_cri.py) with a runtime handler
+# "minirun" naming minirun's shim, a locally built pause image, CNI files in the
+# scratch folder (the test's pod uses the host's network: no CNI plugin runs), and
+# oom_score_adj kept at or above containerd's own (root here lacks CAP_SYS_RESOURCE).
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.minirun]
+    runtime_type = "{SHIM}"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{cd}/cni/bin"
+    conf_dir = "{cd}/cni/conf"
 """)
         command = ["containerd", "--config", str(cd / "config.toml")]
     containerd_ns = f"mrt-engines-{os.getpid()}"

@@ -84,8 +84,9 @@ def _blob(blobs: dict[str, bytes], data: bytes, media_type: str) -> dict:
     return {"mediaType": media_type, "digest": digest, "size": len(data)}
 
 
-def build_layout(name: str = DEFAULT_NAME, busybox: Path = BUSYBOX) -> dict[str, bytes]:
-    """The OCI image layout as {relative path: content}."""
+def build_layout(name: str = DEFAULT_NAME, busybox: Path = BUSYBOX,
+                 cmd: list[str] | None = None) -> dict[str, bytes]:
+    """The OCI image layout as {relative path: content}; cmd is the image's Cmd."""
     raw = layer_tar(busybox)
     gz = gzip.compress(raw, compresslevel=6, mtime=0)
     blobs: dict[str, bytes] = {}
@@ -94,7 +95,7 @@ def build_layout(name: str = DEFAULT_NAME, busybox: Path = BUSYBOX) -> dict[str,
         "created": "2023-11-14T22:13:20Z",
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Env": ENV, "Cmd": ["sh"], "WorkingDir": "/"},
+        "config": {"Env": ENV, "Cmd": cmd or ["sh"], "WorkingDir": "/"},
         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest()]},
         "history": [{"created": "2023-11-14T22:13:20Z",
                      "created_by": "minirun tests/engines/image.py: busybox-static"}],
@@ -123,9 +124,10 @@ def build_layout(name: str = DEFAULT_NAME, busybox: Path = BUSYBOX) -> dict[str,
     return files
 
 
-def build_oci_archive(out: Path, name: str = DEFAULT_NAME, busybox: Path = BUSYBOX) -> Path:
+def build_oci_archive(out: Path, name: str = DEFAULT_NAME, busybox: Path = BUSYBOX,
+                      cmd: list[str] | None = None) -> Path:
     """Write the layout as an oci-archive (a plain tar) at out; return out."""
-    files = build_layout(name, busybox)
+    files = build_layout(name, busybox, cmd)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
         for d in ("blobs", "blobs/sha256"):
