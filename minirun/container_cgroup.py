@@ -399,15 +399,11 @@ def update(store, cid: str, res: dict) -> None:
         from minirun.cgroups import v1
 
         routed = v1.targets(res, mount)
+        cfg = cdir.load_config()
         cg.apply(v1.without(res, routed), devices="devices" in res)
         if routed:
-            v1cg = v1_of(st)
-            if v1cg is None:
-                raise MinirunError(f"cannot update container {cid!r}: its limits of "
-                                   f"{', '.join(sorted(routed))} live in cgroup v1 here, "
-                                   "and it was created without any")
+            v1cg = _v1_for_update(cdir, st, cg, cid, cfg, routed)
             v1cg.update(v1.plan(res, routed))
-        cfg = cdir.load_config()
         merged = cfg["linux"].setdefault("resources", {})
         for key, value in res.items():
             if isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -417,6 +413,42 @@ def update(store, cid: str, res: dict) -> None:
         cdir.save_config(cfg)
     finally:
         cdir.close()
+
+
+def _v1_for_update(cdir, st: dict, cg, cid: str, cfg: dict, routed: set[str]):
+    """The container's v1 directories, with those of the controllers an update newly
+    limits made now (runc joins every hierarchy at create; minirun only the ones its
+    limits need): made with the create's placement, the container's processes moved in,
+    the state recording them (write-ahead, as create does)."""
+    from minirun.cgroups import v1
+
+    have = v1_of(st) or v1.V1Cgroups({})
+    names = {"cpu": "cpu", "cpuset": "cpuset", "pids": "pids", "io": "blkio",
+             "memory": "memory", "net_cls": "net_cls", "net_prio": "net_prio"}
+    missing = {c for c in routed if names[c] not in have.dirs}
+    if not missing:
+        return have
+    new = v1.for_container(cid, (cfg.get("linux") or {}).get("cgroupsPath"), missing)
+    rec = st["cgroup"]
+    rec["v1"] = {**have.dirs, **new.dirs}
+    cdir.write(st)
+    new.create([])
+    rec["v1_made"] = [*have.made, *new.made]
+    cdir.write(st)
+    fds = new.open_procs()
+    try:
+        for pid in cg.pids():
+            for fd in fds:
+                try:
+                    os.write(fd, str(pid).encode())
+                except ProcessLookupError:
+                    pass  # exited meanwhile
+    finally:
+        for fd in fds:
+            os.close(fd)
+    both = v1.V1Cgroups(rec["v1"])
+    both.made = rec["v1_made"]
+    return both
 
 
 UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}

@@ -153,3 +153,25 @@ def test_net_cls_without_its_v1_hierarchy_is_refused(run_container):
 def test_network_values_checked(run_container, network, field):
     r = run_container(["true"], {"linux": {"resources": {"network": network}}})
     assert r.returncode != 0 and f"linux.resources.{field}" in r.stderr, r.result
+
+
+@pytest.mark.minirun_only
+def test_update_of_a_limit_the_container_was_created_without(runtime, bundle, cid):
+    # runc joins every v1 hierarchy at create, so any later update lands; minirun makes
+    # the directory then and moves the container's processes in
+    c = cid()
+    runtime.ok("run", "-d", "--bundle", bundle(["sh", "-c", "sleep 1000 & wait"]), c)
+    st = json.loads((runtime.root / c / "state.json").read_text())
+    assert "v1" not in st["cgroup"]  # no limit: cgroup2 only
+    runtime.ok("update", "--pids-limit", "50", "--cpu-share", "512", c)
+    dirs = _v1_dirs(runtime, c)
+    assert _read(f"{dirs['pids']}/pids.max") == "50"
+    assert _read(f"{dirs['cpu']}/cpu.shares") == "512"
+    pids = json.loads(runtime.ok("ps", "--format", "json", c).stdout)
+    assert len(pids) == 2
+    for pid in pids:
+        assert _member(pid, "pids").endswith("/" + c), pid
+    out = runtime.ok("exec", c, "cat", "/proc/self/cgroup").stdout  # exec joins them too
+    assert next(ln for ln in out.splitlines() if ":pids:" in ln).endswith("/" + c), out
+    runtime.ok("delete", "--force", c)
+    assert not any(Path(d).exists() for d in dirs.values())
