@@ -424,7 +424,8 @@ def _v1_for_update(cdir, st: dict, cg, cid: str, cfg: dict, routed: set[str]):
 
     have = v1_of(st) or v1.V1Cgroups({})
     names = {"cpu": "cpu", "cpuset": "cpuset", "pids": "pids", "io": "blkio",
-             "memory": "memory", "net_cls": "net_cls", "net_prio": "net_prio"}
+             "memory": "memory", "net_cls": "net_cls", "net_prio": "net_prio",
+             "hugetlb": "hugetlb"}
     missing = {c for c in routed if names[c] not in have.dirs}
     if not missing:
         return have

@@ -175,3 +175,32 @@ def test_update_of_a_limit_the_container_was_created_without(runtime, bundle, ci
     assert next(ln for ln in out.splitlines() if ":pids:" in ln).endswith("/" + c), out
     runtime.ok("delete", "--force", c)
     assert not any(Path(d).exists() for d in dirs.values())
+
+
+
+def _root_disk() -> tuple[int, int] | None:
+    """major:minor of a whole disk of this host (blkio throttles take disks)."""
+    base = Path("/sys/block")
+    for name in sorted(base.iterdir()) if base.is_dir() else []:
+        if name.name.startswith(("loop", "ram", "zram")):
+            continue
+        major, minor = (name / "dev").read_text().split(":")
+        return int(major), int(minor)
+    return None
+
+
+@pytest.mark.minirun_only
+@pytest.mark.skipif(not _bound("blkio") or _root_disk() is None,
+                    reason="needs blkio bound to cgroup v1 and a disk")
+def test_blkio_throttles_in_v1(runtime, bundle, cid):
+    major, minor = _root_disk()
+    c = cid()
+    dev = {"major": major, "minor": minor}
+    res = {"blockIO": {"throttleReadBpsDevice": [{**dev, "rate": 1048576}],
+                       "throttleWriteIOPSDevice": [{**dev, "rate": 100}]}}
+    runtime.ok("run", "-d", "--bundle", bundle(SLEEP, {"linux": {"resources": res}}), c)
+    d = _v1_dirs(runtime, c)["blkio"]
+    assert f"{major}:{minor} 1048576" in _read(f"{d}/blkio.throttle.read_bps_device")
+    assert f"{major}:{minor} 100" in _read(f"{d}/blkio.throttle.write_iops_device")
+    runtime.ok("delete", "--force", c)
+    assert not Path(d).exists()

@@ -14,6 +14,7 @@ hierarchy with runc's v1 semantics:
     memory   memory.limit_in_bytes, memory.soft_limit_in_bytes,
              memory.memsw.limit_in_bytes, memory.swappiness, memory.oom_control
     net_cls  net_cls.classid; net_prio: net_prio.ifpriomap (v1 only: no cgroup2 equivalent)
+    hugetlb  hugetlb.<size>.limit_in_bytes
 
 Placement as runc's: under the caller's own cgroup in each hierarchy (no cgroupsPath:
 `<own>/<id>`; an absolute cgroupsPath as is; a relative one below `<own>`). The container
@@ -124,6 +125,10 @@ def plan(res: dict, controllers: set[str]) -> list[tuple[str, str, str, str]]:
                         f"{f}.swappiness"))
         if mem.get("disableOOMKiller"):
             out.append(("memory", "memory.oom_control", "1", f"{f}.disableOOMKiller"))
+    if "hugetlb" in controllers:
+        for i, lim in enumerate(res.get("hugepageLimits") or []):
+            out.append(("hugetlb", f"hugetlb.{lim['pageSize']}.limit_in_bytes",
+                        str(lim["limit"]), f"{R}.hugepageLimits[{i}]"))
     net = res.get("network") or {}
     if "net_cls" in controllers and net.get("classID") is not None:
         out.append(("net_cls", "net_cls.classid", str(net["classID"]), f"{R}.network.classID"))
@@ -232,7 +237,7 @@ def for_container(cid: str, cgroups_path: str | None, controllers: set[str]) -> 
     # reads the cpu usage there, as runc's does
     names = {"cpu": ["cpu", "cpuacct"], "cpuset": ["cpuset"], "pids": ["pids"],
              "io": ["blkio"], "memory": ["memory"], "net_cls": ["net_cls"],
-             "net_prio": ["net_prio"]}
+             "net_prio": ["net_prio"], "hugetlb": ["hugetlb"]}
     where = mounts()
     own = own_paths()
     dirs = {}
@@ -271,7 +276,7 @@ def every_hierarchy(cid: str, cgroups_path: str | None) -> tuple[V1Cgroups, dict
 
 
 # v2 names minirun applies in v1 (net_cls and net_prio exist in v1 only)
-V1_ROUTABLE = {"cpu", "cpuset", "pids", "io", "memory", "net_cls", "net_prio"}
+V1_ROUTABLE = {"cpu", "cpuset", "pids", "io", "memory", "net_cls", "net_prio", "hugetlb"}
 CPU_KEYS = ("shares", "quota", "period", "burst", "idle", "realtimeRuntime",
             "realtimePeriod")
 
@@ -291,6 +296,8 @@ def sections(res: dict) -> set[str]:
     mem = res.get("memory") or {}
     if any(v is not None for k, v in mem.items() if k not in ("checkBeforeUpdate",)):
         out.add("memory")
+    if res.get("hugepageLimits"):
+        out.add("hugetlb")
     net = res.get("network") or {}
     if net.get("classID") is not None:
         out.add("net_cls")
@@ -329,4 +336,6 @@ def without(res: dict, routed: set[str]) -> dict:
             out.pop(key, None)
     if routed & {"net_cls", "net_prio"}:
         out.pop("network", None)
+    if "hugetlb" in routed:
+        out.pop("hugepageLimits", None)
     return out

@@ -186,3 +186,15 @@ def test_v1_only_pause_ps_kill_all(runtime, bundle, cid):
 def test_v1_only_refuses_what_needs_cgroup2(run_container):
     r = run_container(["true"], {"linux": {"resources": {"unified": {"memory.high": "1M"}}}})
     assert r.returncode != 0 and "cgroup v1 only" in r.stderr, r.result
+
+
+@pytest.mark.skipif(not (CG / "hugetlb").is_dir() or
+                    not Path("/sys/kernel/mm/hugepages/hugepages-2048kB").is_dir(),
+                    reason="no v1 hugetlb hierarchy, or no 2 MB huge pages")
+def test_hugetlb_limit_in_v1(runtime, bundle, cid):
+    c = cid()
+    res = {"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MiB}]}
+    runtime.ok("run", "-d", "--bundle", bundle(SLEEP, {"linux": {"resources": res}}), c)
+    d = _v1_dirs(runtime, c)["hugetlb"]
+    assert _read(f"{d}/hugetlb.2MB.limit_in_bytes") == str(4 * MiB)
+    runtime.ok("delete", "--force", c)
