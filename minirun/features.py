@@ -18,7 +18,8 @@ def features() -> dict:
         "linux": {
             "namespaces": sorted(NAMESPACE_TYPES),
             "capabilities": list(CAPABILITIES),
-            "cgroup": {"v1": False, "v2": True, "systemd": False, "systemdUser": False,
+            # v1: limits in v1 hierarchies on hybrid hosts and hosts with v1 only
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
                        "rdma": True},
             "seccomp": seccomp.features(),
             "apparmor": {"enabled": False},

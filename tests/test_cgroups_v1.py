@@ -204,3 +204,9 @@ def test_blkio_throttles_in_v1(runtime, bundle, cid):
     assert f"{major}:{minor} 100" in _read(f"{d}/blkio.throttle.write_iops_device")
     runtime.ok("delete", "--force", c)
     assert not Path(d).exists()
+
+
+def test_features_say_cgroup_v1(runtime):
+    # as runc's: limits are applied in v1 hierarchies (hybrid and v1-only hosts)
+    cg = json.loads(runtime.ok("features").stdout)["linux"]["cgroup"]
+    assert cg["v1"] is True and cg["v2"] is True, cg
