@@ -195,6 +195,7 @@ def _in_background(held: int, root: str, cid: str, record: dict) -> bool:
         os.setsid()
         if os.fork():  # the worker is re-parented and never waited for by the caller
             os._exit(0)
+        os.nice(10)  # cleaning up: the caller's next steps come first on the CPU
         _detach_stdio()
         _close_fds_but(held)
         firewall = sys.modules.get("minirun.network.firewall")

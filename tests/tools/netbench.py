@@ -159,6 +159,9 @@ def run_cli(b: Bench, args: argparse.Namespace) -> dict:
         cli("run", "--keep", "--network", mode, "--bundle", str(true_bundle), cid, cid=cid)
         return cli("delete", cid, cid=cid)
 
+    run_usage = subprocess.run([b.minirun, "run", "--help"], capture_output=True,
+                               text=True).stdout
+    keep = "--keep" in run_usage  # older versions: no delete figure
     times: dict[str, list[float]] = {"none": [], "bridge": []}
     deletes: dict[str, list[float]] = {"none": [], "bridge": []}
     for i in range(args.runs + 2):
@@ -167,7 +170,7 @@ def run_cli(b: Bench, args: argparse.Namespace) -> dict:
             took = once(mode)
             if i >= 2:  # two warm-up rounds
                 times[mode].append(took)
-        for mode in order:
+        for mode in order if keep else ():
             took = delete_once(mode)
             if i >= 2:
                 deletes[mode].append(took)
@@ -187,7 +190,7 @@ def run_cli(b: Bench, args: argparse.Namespace) -> dict:
         "run /bin/true --network none": summary(times["none"]),
         "run /bin/true --network bridge": summary(times["bridge"]),
         "extra of bridge over none": summary(extra),
-        "delete, bridge over none": summary(del_extra),
+        "delete, bridge over none": summary(del_extra) if keep else "(no run --keep)",
         f"{args.concurrent} concurrent run -d --network bridge": f"{burst:.0f} ms",
         f"{args.concurrent} concurrent delete --force": f"{burst_delete:.0f} ms",
     }
