@@ -792,6 +792,27 @@ def test_cli_setup_in_a_helper_started_early(lab: Lab, cli) -> None:
     lab.assert_clean()
 
 
+def test_cli_run_has_its_set_up_helper_tear_down(lab: Lab, cli) -> None:
+    """A foreground `run` hands the teardown to the helper that did the set-up (its
+    imports are done): killed here once it holds the lease lock, it leaves the lease,
+    and `run` has succeeded all the same; the next set-up reclaims what it names."""
+    b = str(lab.bundle(["true"]))
+    env = {**os.environ, "MINIRUN_FAULT_AT": "network teardown by the set-up helper"}
+    p = subprocess.run(["nsenter", f"--net={lab.ns.path}", "--", lab.rt.binary, "--root",
+                        str(lab.root), "run", "--network", "bridge", "--publish", "8080:7",
+                        "--bundle", b, lab.ctx.new_id()], env=env,
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=TIMEOUT)
+    assert (p.returncode, p.stderr) == (0, "")
+    lab.settled()
+    assert "dnat to 10.213.0.2:7" in lab.ns.ruleset()
+    assert lab.leases() == ["minirun0/10.213.0.2"]
+    r = cli("run", "--network", "bridge", "--publish", "8080:7", "--bundle", b,
+            lab.ctx.new_id())
+    assert r.returncode == 0, r.stderr
+    lab.assert_clean()
+
+
 def test_cli_bad_flags_leave_nothing(lab: Lab, cli) -> None:
     b = lab.bundle(ECHO_SERVER)
     for flags, message in ((["--subnet", "10.0.0.1/24"], "--subnet: invalid subnet"),

@@ -66,26 +66,32 @@ def prepare(req: NetworkRequest) -> None:
 
 
 def _helper(req: NetworkRequest, parent: int, rfd: int, wfd: int) -> None:
+    """The helper's life: import; set up when told; then stay until the runtime
+    exits (a `create`, a `run -d`), or tears the container down when told (a
+    foreground `run`, whose runtime is still there at the end: its imports are done)."""
     import json
     import os
     import signal
+    import sys
 
     import prctl
 
     prctl.set_pdeathsig(signal.SIGKILL)
     if os.getppid() != parent:
         return  # the runtime is already gone
+    # The terminal's signals are the runtime's to handle; stdio is the container's.
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN,
+                signal.SIGTTOU, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    _detach_stdio(keep_stderr=False)
     from minirun import trace
     from minirun.errors import MinirunError
 
     with trace.Span("import pyroute2's rtnl messages (helper)"):
         from minirun.network import bridge
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = os.read(rfd, 4096)
-        if not chunk:
-            return  # the runtime went on without networking (its create failed)
-        line += chunk
+    line = _read_line(rfd)
+    if not line:
+        return  # the runtime went on without networking (its create failed)
     root, cid, pid = json.loads(line)
     events = trace.ACTIVE.events if trace.ACTIVE is not None else []
     mark = len(events)
@@ -96,9 +102,49 @@ def _helper(req: NetworkRequest, parent: int, rfd: int, wfd: int) -> None:
     except Exception as e:  # noqa: BLE001 - told in one line, as the runtime would
         answer = {"error": f"network set-up: {type(e).__name__}: {e}", "notes": []}
     answer["spans"] = events[mark:]
-    data = json.dumps(answer).encode()
+    _write_all(wfd, json.dumps(answer).encode() + b"\n")
+    if "error" in answer:
+        return
+    line = _read_line(rfd)
+    if not line:
+        return  # the runtime is done with networking (or gone)
+    from minirun.network.leases import LeaseBook
+
+    held = LeaseBook(root).lock()
+    _write_all(wfd, b"L\n")  # the runtime may go: the lock is held until this is done
+    prctl.set_pdeathsig(0)
+    os.setsid()
+    os.nice(10)
+    os.close(rfd)
+    os.close(wfd)
+    _close_fds_but(held)
+    firewall = sys.modules.get("minirun.network.firewall")
+    if firewall is not None:
+        firewall.forget_library()
+    from minirun.steps import fault_point
+
+    fault_point("network teardown by the set-up helper")  # MINIRUN_FAULT_AT, for tests
+    bridge.teardown(root, cid, json.loads(line), held)
+
+
+def _read_line(fd: int) -> bytes:
+    """One line from fd, b"" if it closes first."""
+    import os
+
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b""
+        line += chunk
+    return line
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    import os
+
     while data:
-        data = data[os.write(wfd, data):]
+        data = data[os.write(fd, data):]
 
 
 def setup(root: str, cid: str, pid: int, req: NetworkRequest) -> dict:
@@ -125,23 +171,23 @@ def _setup_by(helper: tuple[int, int, int], root: str, cid: str, pid: int) -> di
     from minirun.errors import MinirunError
 
     hpid, wfd, rfd = helper
+    data, answer, status = b"", {}, 0
     try:
         try:
-            os.write(wfd, json.dumps([os.path.abspath(root), cid, pid]).encode() + b"\n")
+            _write_all(wfd, json.dumps([os.path.abspath(root), cid, pid]).encode() + b"\n")
+            data = _read_line(rfd)
         except BrokenPipeError:
             pass  # it died: told below
-        data = b""
-        while chunk := os.read(rfd, 65536):
-            data += chunk
+        answer = json.loads(data) if data else {}
     finally:
-        os.close(wfd)
-        os.close(rfd)
-        _, status = os.waitpid(hpid, 0)
+        if "record" not in answer:
+            os.close(wfd)
+            os.close(rfd)
+            _, status = os.waitpid(hpid, 0)
     if not data:
         why = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                else f"exit status {os.WEXITSTATUS(status)}")
         raise MinirunError(f"network set-up: its helper process (pid {hpid}) died: {why}")
-    answer = json.loads(data)
     if trace.ACTIVE is not None:
         trace.ACTIVE.events.extend(answer["spans"])
     if "error" in answer:
@@ -149,7 +195,38 @@ def _setup_by(helper: tuple[int, int, int], root: str, cid: str, pid: int) -> di
         for note in answer["notes"]:
             err.add_note(note)
         raise err
+    _RESIDENT.append((hpid, wfd, rfd, os.path.abspath(root), cid))
     return answer["record"]
+
+
+# The helper that set a container up, still there for its teardown: at most one
+# (a runtime makes one container): (pid, fd to it, fd from it, root, id)
+_RESIDENT: list[tuple[int, int, int, str, str]] = []
+
+
+def _teardown_by_resident(root: str, cid: str, record: dict, use: bool) -> bool:
+    """Hand the teardown to the helper that did the set-up, if there is one for this
+    container (and `use`): True once it holds the lease lock, False to do it here.
+    Any other helper is let go."""
+    import json
+    import os
+
+    if not _RESIDENT:
+        return False
+    hpid, wfd, rfd, hroot, hcid = _RESIDENT.pop()
+    locked = False
+    try:
+        if use and (hroot, hcid) == (os.path.abspath(root), cid):
+            _write_all(wfd, json.dumps(record).encode() + b"\n")
+            locked = _read_line(rfd) == b"L\n"
+    except OSError:
+        locked = False  # it died: the caller does the work
+    finally:
+        os.close(wfd)  # a helper not told ends on this
+        os.close(rfd)
+        if not locked:
+            os.waitpid(hpid, 0)
+    return locked
 
 
 def teardown(root: str, cid: str, record: dict, wait: bool = False) -> None:
@@ -164,6 +241,8 @@ def teardown(root: str, cid: str, record: dict, wait: bool = False) -> None:
     id, a host port) takes that lock first, and so waits for the removal; a lease
     outlives the rules and links it names, so if the background work fails, the next
     set-up or teardown of this root finds the stale lease and removes the rest."""
+    if _teardown_by_resident(root, cid, record or {}, use=not wait):
+        return
     from minirun.network.leases import LeaseBook
 
     held = -1 if wait else LeaseBook(root).lock()
@@ -236,7 +315,7 @@ def _close_fds_but(held: int) -> None:
                 pass  # the listing's own fd
 
 
-def _detach_stdio() -> None:
+def _detach_stdio(keep_stderr: bool = True) -> None:
     import os
     import stat
 
@@ -247,7 +326,7 @@ def _detach_stdio() -> None:
         mode = os.fstat(2).st_mode
     except OSError:
         mode = stat.S_IFIFO
-    if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+    if not keep_stderr or not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
         os.dup2(null, 2)
     os.close(null)
 
