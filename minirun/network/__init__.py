@@ -225,7 +225,10 @@ def _teardown_by_resident(root: str, cid: str, record: dict, use: bool) -> bool:
         os.close(wfd)  # a helper not told ends on this
         os.close(rfd)
         if not locked:
-            os.waitpid(hpid, 0)
+            try:
+                os.waitpid(hpid, 0)
+            except ChildProcessError:
+                pass  # reaped already (run waits for any child while the container runs)
     return locked
 
 
