@@ -210,3 +210,27 @@ def test_features_say_cgroup_v1(runtime):
     # as runc's: limits are applied in v1 hierarchies (hybrid and v1-only hosts)
     cg = json.loads(runtime.ok("features").stdout)["linux"]["cgroup"]
     assert cg["v1"] is True and cg["v2"] is True, cg
+
+
+@pytest.mark.minirun_only
+@pytest.mark.parametrize("cgroupns", [False, True])
+def test_sys_fs_cgroup_shows_the_v1_hierarchies(runtime, bundle, cid, cgroupns):
+    # runc's v1 layout inside the container: a tmpfs with each hierarchy (here: those
+    # the container joined) and cgroup2 at unified, read-only as the mount asks
+    c = cid()
+    res = {"cpu": {"shares": 512}, "pids": {"limit": 64}}
+    b = bundle(SLEEP, {"linux": {"resources": res}})
+    if cgroupns:
+        cfg = json.loads((b / "config.json").read_text())
+        cfg["linux"]["namespaces"].append({"type": "cgroup"})
+        (b / "config.json").write_text(json.dumps(cfg))
+    runtime.ok("run", "-d", "--bundle", b, c)
+    sh = "ls /sys/fs/cgroup; cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.shares; " \
+         "cat /sys/fs/cgroup/unified/cgroup.procs | wc -l; echo 9 > /sys/fs/cgroup/pids/pids.max"
+    r = runtime("exec", c, "sh", "-c", sh)
+    lines = r.stdout.split()
+    assert {"cpu", "pids", "unified"} <= set(lines), r
+    assert "memory" not in lines, r  # not joined: the machine's memory cgroup stays hidden
+    assert lines[lines.index("unified") + 1:][:2] == ["64", "512"], r
+    assert "Read-only file system" in r.stderr, r
+    runtime.ok("delete", "--force", c)

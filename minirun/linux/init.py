@@ -264,6 +264,9 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
         root = rootfs.Rootfs(launch.rootfs, tracer, in_userns, plan.has_new("cgroup"),
                              launch.cgroup.cg.dir if launch.cgroup else launch.own_cgroup)
         root.bind_fds = launch.bind_fds
+        if launch.cgroup is not None and launch.cgroup.v1 is not None:
+            root.cgroup_v1 = dict(launch.cgroup.v1.dirs)
+            root.cgroup_v2 = getattr(launch.cgroup.cg, "unified", True)
         root.prepare(cfg, launch.bundle)
         root.make_cwd(proc.get("cwd") or "/")
         state = _create_hooks(launch, chan, tracer)

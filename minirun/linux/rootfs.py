@@ -77,6 +77,10 @@ class Rootfs:
         self.in_userns = in_userns
         self.new_cgroupns = new_cgroupns
         self.cgroup_dir = cgroup_dir  # the container's cgroup in the host's hierarchy
+        # v1 controller -> the container's directory (hybrid and v1-only hosts): then a
+        # "cgroup" mount is runc's v1 layout (a tmpfs, one directory per hierarchy)
+        self.cgroup_v1: dict[str, str] = {}
+        self.cgroup_v2 = True  # the container has a cgroup2 directory (not v1 only)
         self.fd = -1
         self.deferred_ro: list[tuple[str, int]] = []  # (destination, flags) to make ro
         self.bind_fds: dict[int, int] = {}  # mounts[i] -> O_PATH fd on its source
@@ -230,6 +234,9 @@ class Rootfs:
         data = ",".join(opts.data) or None
         fstype = "cgroup2" if kind == "cgroup" else kind
         target = fdpath(under)
+        if kind == "cgroup" and self.cgroup_v1 and not self.in_userns:
+            self._mount_cgroup_v1(under, dest, opts)
+            return
         if fstype == "cgroup2" and not self.new_cgroupns:
             # As runc: without a cgroup namespace, show the container its own cgroup by
             # binding it from the host's cgroup2 mount (a fresh cgroup2 mount would show
@@ -252,6 +259,48 @@ class Rootfs:
         if "tmpcopyup" in opts.extensions:
             with self._reopen(dest) as top:
                 _copy_tree(under, top.fd)
+
+    def _mount_cgroup_v1(self, under: int, dest: str, opts: mountopts.ParsedOptions) -> None:
+        """runc's v1 layout: a tmpfs, in it each v1 hierarchy the container joined bound
+        from its directory there (named as on the host, "cpu,cpuacct", with a symlink per
+        controller), and cgroup2 at unified on a hybrid host; read-only if asked."""
+        sc.mount("tmpfs", fdpath(under), "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
+                 "mode=755", shown=dest)
+        # `ro` is applied once everything is mounted (remount_read_only): to the tmpfs,
+        # and to each hierarchy bound in it
+        ro_later = [(d, f) for d, f in self.deferred_ro if d == dest]
+        with self._reopen(dest) as top:
+            by_dir: dict[str, list[str]] = {}
+            for ctrl, d in sorted(self.cgroup_v1.items()):
+                by_dir.setdefault(d, []).append(ctrl)
+            names = []
+            for d, ctrls in by_dir.items():
+                name = _hierarchy_name(d, ctrls)
+                self._bind_cgroup_dir(top.fd, name, d, dest, opts.flags)
+                names.append(name)
+                for ctrl in ctrls if "," in name else []:
+                    if ctrl != name:
+                        os.symlink(name, ctrl, dir_fd=top.fd)
+            if self.cgroup_v2:
+                self._bind_cgroup_dir(top.fd, "unified", self.cgroup_dir, dest, opts.flags)
+                names.append("unified")
+        for _, flags in ro_later:
+            self.deferred_ro += [(os.path.join(dest, n), flags) for n in names]
+
+    @staticmethod
+    def _bind_cgroup_dir(top: int, name: str, source: str, dest: str, flags: int) -> None:
+        shown = os.path.join(dest, name)
+        os.mkdir(name, 0o755, dir_fd=top)
+        fd = os.open(name, O_PATH_DIR | os.O_NOFOLLOW, dir_fd=top)
+        try:
+            sc.mount(source, fdpath(fd), None, sc.MS_BIND | sc.MS_REC, shown=shown)
+        finally:
+            os.close(fd)
+        fd = os.open(name, O_PATH_DIR | os.O_NOFOLLOW, dir_fd=top)
+        try:
+            remount_bind(fdpath(fd), flags | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, shown)
+        finally:
+            os.close(fd)
 
     def _reopen(self, dest: str) -> "_Fd":
         """An fd on what is mounted at `dest` now (the one taken before is underneath)."""
@@ -535,3 +584,14 @@ def write_sysctls(sysctl: dict, tracer: Tracer) -> None:
                 os.write(fd, value.encode())
             finally:
                 os.close(fd)
+
+
+def _hierarchy_name(directory: str, controllers: list[str]) -> str:
+    """A v1 hierarchy's name as the host mounts it ("cpu,cpuacct", "memory"), from the
+    container's directory in it (/sys/fs/cgroup/cpu,cpuacct/... -> "cpu,cpuacct")."""
+    parts = directory.split("/")
+    for part in parts:
+        names = part.split(",")
+        if controllers[0] in names and all(n.isidentifier() for n in names):
+            return part
+    return ",".join(controllers)

@@ -157,6 +157,11 @@ def test_v1_only_every_hierarchy_limits_and_devices(runtime, bundle, cid):
     # minirun does not join, shows the root too: the runtime's own cgroup there is /)
     inside = runtime.ok("exec", c, "cat", "/proc/self/cgroup").stdout.splitlines()
     assert all(line.endswith(":/") for line in inside), inside
+    # /sys/fs/cgroup: runc's v1 layout, every hierarchy, no cgroup2
+    seen = runtime.ok("exec", c, "sh", "-c", "ls /sys/fs/cgroup; "
+                      "cat /sys/fs/cgroup/memory/memory.limit_in_bytes").stdout.split()
+    assert {"memory", "pids", "freezer", "devices", "cpu"} <= set(seen), seen
+    assert "unified" not in seen and seen[-1] == str(64 * MiB), seen
     runtime.ok("delete", "--force", c)
     assert not any(Path(d).exists() for d in dirs.values())
 
