@@ -88,7 +88,9 @@ def _helper(req: NetworkRequest, parent: int, rfd: int, wfd: int) -> None:
     from minirun.errors import MinirunError
 
     with trace.Span("import pyroute2's rtnl messages (helper)"):
-        from minirun.network import bridge
+        from minirun.network import bridge, firewall
+
+        firewall.load()  # libnftables too, while there is time
     line = _read_line(rfd)
     if not line:
         return  # the runtime went on without networking (its create failed)

@@ -180,6 +180,11 @@ def _libnftables():
     return _LIB[0]
 
 
+def load() -> None:
+    """Load libnftables now rather than at the first transaction."""
+    _libnftables()
+
+
 def forget_library() -> None:
     """Load libnftables afresh on next use (a forked child that closed its fds)."""
     _LIB.clear()
