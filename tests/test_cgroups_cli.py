@@ -387,29 +387,31 @@ def test_events_streams_until_the_container_stops(runtime, bundle, cid, tmp_path
 
 
 @hybrid_only
-@pytest.mark.parametrize("flags,section,controller", [
-    (["--pids-limit", "5"], "pids", "pids"),
-    (["--cpu-quota", "20000", "--cpu-period", "100000"], "cpu", "cpu"),
-    (["--cpuset-cpus", "0"], "cpu", "cpuset"),
-    (["--blkio-weight", "500"], "blockIO", "io"),
+@pytest.mark.parametrize("flags,hierarchy,file,value", [
+    (["--pids-limit", "5"], "pids", "pids.max", "5"),
+    (["--cpu-quota", "20000", "--cpu-period", "100000"], "cpu", "cpu.cfs_quota_us", "20000"),
+    (["--cpuset-cpus", "0"], "cpuset", "cpuset.cpus", "0"),
 ])
-def test_update_of_a_v1_bound_limit_is_refused(runtime, bundle, cid, flags, section,
-                                                controller):
-    """The container joined no v1 hierarchy (its config limits none): a new v1 limit has
-    nowhere to go, and says so (never the machine's own v1 memory hierarchy)."""
+def test_update_of_a_v1_bound_limit_lands(runtime, bundle, cid, flags, hierarchy, file,
+                                          value):
+    """The container joined no v1 hierarchy (its config limits none): a new v1 limit
+    gets its directory now, the container moved in, as runc (which joined them all at
+    create) would have it (never the machine's own v1 memory hierarchy)."""
     c, pid = started(runtime, bundle, cid, ["sleep", "600"])
-    line = one_line_error(runtime("update", *flags, c))
-    assert "live in cgroup v1 here, and it was created without any" in line, line
-    assert controller in line
+    runtime.ok("update", *flags, c)
+    d = json.loads((runtime.root / c / "state.json").read_text())["cgroup"]["v1"][hierarchy]
+    assert Path(d, file).read_text().strip() == value
+    assert str(pid) in Path(d, "cgroup.procs").read_text().split()
     assert runtime.state(c)["status"] == "running"
     assert alive(pid)
 
 
 @hybrid_only
-def test_update_resources_from_stdin_is_refused_too(runtime, bundle, cid):
+def test_update_resources_from_stdin_lands_too(runtime, bundle, cid):
     c, pid = started(runtime, bundle, cid, ["sleep", "600"])
-    r = runtime("update", "--resources", "-", c, input=json.dumps({"pids": {"limit": 5}}))
-    assert "limits of pids live in cgroup v1 here" in one_line_error(r)
+    runtime.ok("update", "--resources", "-", c, input=json.dumps({"pids": {"limit": 5}}))
+    d = json.loads((runtime.root / c / "state.json").read_text())["cgroup"]["v1"]["pids"]
+    assert Path(d, "pids.max").read_text().strip() == "5"
     assert runtime.state(c)["status"] == "running"
 
 

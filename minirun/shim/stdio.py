@@ -80,25 +80,15 @@ class Stdio:
         return fd
 
     def _copy_stdin(self, path: str, w: int) -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # blocks until the writer opens
-        except OSError:
-            self.close_stdin()
-            return
-        try:
-            while True:
-                data = os.read(fd, 65536)
-                if not data:
-                    break
-                with self._lock:
-                    if self._stdin_w is None:
-                        break
-                    _write_all(self._stdin_w, data)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-            self.close_stdin()
+        def write(data: bytes) -> bool:
+            with self._lock:
+                if self._stdin_w is None:
+                    return False  # CloseIO came
+                _write_all(self._stdin_w, data)
+                return True
+
+        _copy_fifo(path, write)
+        self.close_stdin()
 
     def started(self) -> None:
         """After the runtime call: the process holds its own copies now."""
@@ -140,20 +130,7 @@ class Stdio:
             os.close(out)
 
     def _copy_in(self, path: str, master: int) -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return
-        try:
-            while True:
-                data = os.read(fd, 65536)
-                if not data:
-                    break
-                _write_all(master, data)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        _copy_fifo(path, lambda data: _write_all(master, data) or True)
 
     # ------------------------------------------------------------------ requests
 
@@ -185,6 +162,24 @@ class Stdio:
             except OSError:
                 pass
             self._master = None
+
+
+def _copy_fifo(path: str, write) -> None:
+    """Read containerd's fifo (the open waits for its writer) until EOF, or until write
+    returns False."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        while True:
+            data = os.read(fd, 65536)
+            if not data or not write(data):
+                break
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -181,25 +181,29 @@ def referencing(path: str) -> list[int]:
     return out
 
 
+def terminate(child: int) -> bool:
+    """SIGTERM our child, SIGKILL after 10 s; False if it took the SIGKILL."""
+    try:
+        os.kill(child, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if any(p == child for p, _ in reap()) or not os.path.exists(f"/proc/{child}"):
+            return True
+        time.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    return False
+
+
 def shutdown(child: int | None, log_path: str, scratch: str | None = None,
              on_exit: str | None = None) -> None:
     def note(msg: str) -> None:
         with open(log_path, "a") as f:
             f.write(f"supervisor: {msg}\n")
 
-    if child is not None:
-        try:
-            os.kill(child, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if any(p == child for p, _ in reap()) or not os.path.exists(f"/proc/{child}"):
-                break
-            time.sleep(0.05)
-        else:
-            note(f"containerd {child} ignored SIGTERM for 10 s: SIGKILL")
-            os.kill(child, signal.SIGKILL)
+    if child is not None and not terminate(child):
+        note(f"containerd {child} ignored SIGTERM for 10 s: SIGKILL")
     # Anything still below us, or working in the scratch folder, was started by
     # the engines for the tests.
     for _ in range(50):
@@ -295,17 +299,7 @@ def main() -> None:
 def restart(child: int, command: list[str], log_path: str, scratch: str | None) -> int:
     """SIGTERM containerd, wait for it, start it again; the new pid goes to
     SCRATCH/containerd.pid (written last, atomically)."""
-    try:
-        os.kill(child, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if any(p == child for p, _ in reap()) or not os.path.exists(f"/proc/{child}"):
-            break
-        time.sleep(0.05)
-    else:
-        os.kill(child, signal.SIGKILL)
+    terminate(child)
     child = spawn(command, log_path)
     if scratch:
         tmp = os.path.join(scratch, "containerd.pid.tmp")
