@@ -11,7 +11,9 @@ a bridge, an address, a default route, outbound NAT and published ports.
 
 Importing this package costs next to nothing: pyroute2's rtnl messages (~20 ms) and
 the rest are imported by setup and teardown only, so containers without networking
-never pay.
+never pay. After prepare(), the helper does setup, and in a foreground `run` (whose
+runtime is still there at the end) the teardown too, so the runtime never imports
+them; otherwise teardown's work is done by a process forked for it.
 
 Modules: request.py (flags and annotations), bridge.py (the steps and their undo),
 links.py (netlink through rtnl.py, pyroute2's messages), firewall.py (nftables),
