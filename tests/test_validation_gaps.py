@@ -102,3 +102,14 @@ def test_spec_config_still_valid(runtime, tmp_path):
     d.mkdir()
     runtime.ok("spec", "--bundle", d, root=False)
     json.loads((d / "config.json").read_text())
+
+
+@pytest.mark.minirun_only
+@pytest.mark.parametrize("section,value", [("network", [1]), ("cpu", [1]), ("memory", "x"),
+                                           ("blockIO", 3), ("pids", [])])
+def test_resource_section_of_the_wrong_type_is_one_line(run_container, section, value):
+    # the v1 routing reads the sections before their shapes are checked: never a traceback
+    r = run_container(["true"], {"linux": {"resources": {section: value}}})
+    assert r.returncode != 0, r.result
+    assert f"linux.resources.{section}: must be an object" in r.stderr, r.result
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr, r.result

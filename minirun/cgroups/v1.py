@@ -284,26 +284,33 @@ CPU_KEYS = ("shares", "quota", "period", "burst", "idle", "realtimeRuntime",
 def sections(res: dict) -> set[str]:
     """The v2 controllers the limits of linux.resources need."""
     out = set()
-    cpu = res.get("cpu") or {}
+    cpu = _obj(res, "cpu")
     if any(cpu.get(k) for k in CPU_KEYS):
         out.add("cpu")
     if cpu.get("cpus") or cpu.get("mems"):
         out.add("cpuset")
-    if (res.get("pids") or {}).get("limit") is not None:
+    if _obj(res, "pids").get("limit") is not None:
         out.add("pids")
-    if any(v for v in (res.get("blockIO") or {}).values()):
+    if any(v for v in _obj(res, "blockIO").values()):
         out.add("io")
-    mem = res.get("memory") or {}
+    mem = _obj(res, "memory")
     if any(v is not None for k, v in mem.items() if k not in ("checkBeforeUpdate",)):
         out.add("memory")
     if res.get("hugepageLimits"):
         out.add("hugetlb")
-    net = res.get("network") or {}
+    net = _obj(res, "network")
     if net.get("classID") is not None:
         out.add("net_cls")
     if net.get("priorities"):
         out.add("net_prio")
     return out
+
+
+def _obj(res: dict, key: str) -> dict:
+    """A section of linux.resources; {} if it is not an object (validate refuses it then,
+    naming the field)."""
+    value = res.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def targets(res: dict, mount: str) -> set[str]:
