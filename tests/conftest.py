@@ -288,6 +288,42 @@ class CaseCtx:
         return rt
 
 
+# A session with containers left this long ago is not running any more (a test's
+# containers live seconds): it was killed mid-test.
+CRASHED_AFTER = 1800.0
+
+
+def delete_crashed_sessions_containers(sessions: Path, current: Path,
+                                       older_than: float = CRASHED_AFTER) -> list[str]:
+    """A session killed mid-test (the machine restarted, pytest was SIGKILLed) leaves
+    its containers' state in its basetemp (SESSIONS/pytest-N/<test>/root-<runtime>/<id>),
+    and pytest deletes old basetemps later: with them the only record of those
+    containers' cgroups. Delete each such container by that recorded state, with the
+    runtime that made it; returns what it deleted."""
+    done = []
+    now = time.time()
+    for state in sorted(sessions.glob("pytest-*/*/root-*/*/state.json")):
+        if current in state.parents or now - state.stat().st_mtime < older_than:
+            continue
+        root, cid = state.parent.parent, state.parent.name
+        binary = RUNC_BIN if root.name == "root-runc" else MINIRUN_BIN
+        subprocess.run([*runtime_argv(binary), "--root", str(root), "delete", "--force", cid],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        done.append(f"{root}/{cid}")
+    return done
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _crashed_sessions_cleaned(tmp_path_factory: pytest.TempPathFactory) -> None:
+    if os.geteuid() != 0:
+        return
+    base = tmp_path_factory.getbasetemp()
+    done = delete_crashed_sessions_containers(base.parent, base)
+    if done:
+        print(f"\nconftest: deleted {len(done)} container(s) of crashed earlier sessions: "
+              f"{', '.join(done)}", file=sys.stderr)
+
+
 @pytest.fixture(scope="session")
 def rootfs_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("rootfs-cache")

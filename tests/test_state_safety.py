@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import TIMEOUT
+from conftest import MINIRUN_BIN, TIMEOUT, delete_crashed_sessions_containers, runtime_argv
 
 BAD_IDS = ["../victim-root/victim", "/tmp", "..", "a/b", "x" * 256, ""]
 # every command that takes an id, with what it needs after it
@@ -115,3 +115,28 @@ def test_hostile_passwd_neither_hangs_nor_grows(run_container, bundle, kind):
     r = run_container([], bundle_dir=b, timeout=30)
     assert r.returncode == 0, r.result
     assert "HOME=/" in r.stdout
+
+
+@pytest.mark.minirun_only
+def test_containers_of_a_crashed_test_session_are_deleted_by_their_state(
+        runtime, bundle, cid, tmp_path, ctx):
+    # A session killed mid-test leaves created containers (cgroup, init) whose only
+    # record is the state under its basetemp: the next session deletes them by it.
+    sessions = tmp_path / "sessions"
+    root = sessions / "pytest-7" / "test_x0" / "root-minirun"
+    old, fresh = cid("old"), cid("fresh")
+    for c in (old, fresh):
+        argv = [*runtime_argv(MINIRUN_BIN), "--root", str(root)]
+        subprocess.run([*argv, "create", "--bundle", str(bundle(["sleep", "600"])), c],
+                       check=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL)
+        ctx.cleanups.append(lambda c=c, argv=argv: subprocess.run(
+            [*argv, "delete", "--force", c], capture_output=True, timeout=TIMEOUT))
+    st = json.loads((root / old / "state.json").read_text())
+    cgroup = Path(st["cgroup"]["mount"] + st["cgroup"]["path"])
+    assert cgroup.is_dir() and os.path.exists(f"/proc/{st['pid']}")
+    os.utime(root / old / "state.json", (1, 1))  # long ago: that session is dead
+    done = delete_crashed_sessions_containers(sessions, sessions / "pytest-8")
+    assert done == [f"{root}/{old}"]
+    assert not (root / old).exists() and not cgroup.exists()
+    assert (root / fresh / "state.json").exists()  # recent: maybe a session still running

@@ -77,16 +77,24 @@ def _listening(path: str) -> bool:
         s.close()
 
 
+def _remove_if_dead(path: str) -> bool:
+    """True if a server listens at path; else its socket file (if any) is removed: a
+    server killed with SIGKILL leaves it. Call with server_lock held."""
+    if _listening(path):
+        return True
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return False
+
+
 def start(a: Args) -> int:
     """Return the namespace's server address, forking the server if there is none."""
     path = socket_path(a.address, a.namespace)
     os.makedirs(SOCKET_DIR, mode=0o711, exist_ok=True)
     with server_lock(path) as lock:
-        if not _listening(path):
-            try:
-                os.unlink(path)  # a dead server's
-            except FileNotFoundError:
-                pass
+        if not _remove_if_dead(path):
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
             listener.bind(path)
             os.chmod(path, 0o600)
@@ -112,6 +120,7 @@ class server_lock:
     bound for the moment (nothing on disk to leave behind; gone with its holder)."""
 
     def __init__(self, path: str) -> None:
+        self.path = path
         self.name = b"\0minirun-shim-" + os.path.basename(path).encode()[:64]
         self.sock: socket.socket | None = None
 
@@ -175,6 +184,8 @@ def delete(a: Args) -> int:
         os.rmdir(root)  # the namespace's last container: leave no empty state root
     except OSError:
         pass
+    with server_lock(socket_path(a.address, a.namespace)) as lock:
+        _remove_if_dead(lock.path)  # a lost (killed) server's socket
     sys.stdout.buffer.write(delete_response(128 + 9, time.time_ns()))
     sys.stdout.flush()
     return 0

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from .conftest import pid_alive, skip_unless_usable, wait_for
+from .test_containerd import LOOP, remove, start
 
 skip_unless_usable("containerd", "ctr", "script")
 
-LOOP = 'trap "exit 7" TERM; while :; do sleep 0.1; done'
 ROUTE = pytest.mark.parametrize("ctr", ["minirun-shim"], indirect=True)
 
 
@@ -32,53 +32,43 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def _start(ctr) -> tuple[str, int]:
-    c = ctr.cid()
-    r = ctr.run(c, "sh", "-c", LOOP, detach=True)
-    assert r.returncode == 0, r
-    ctr.wait_status(c, "RUNNING")
-    return c, ctr.pid(c)
-
-
-def _remove(ctr, c: str) -> None:
-    r = ctr("task", "delete", "-f", c)
-    assert r.returncode == 0, r
-    r = ctr("containers", "rm", c)
-    assert r.returncode == 0, r
-
-
 @ROUTE
 def test_ten_containers_share_one_shim(ctr, record_property):
-    started = [_start(ctr) for _ in range(10)]
+    started = [start(ctr, LOOP) for _ in range(10)]
     shims = {_ppid(pid) for _, pid in started}
     assert len(shims) == 1, f"one shim process per namespace, not {shims}"
     shim = shims.pop()
     assert "containerd-shim-minirun-v1" in Path(f"/proc/{shim}/cmdline").read_text()
     record_property("shim_rss_kib_10_containers", _rss_kib(shim))
     for c, _ in started:
-        _remove(ctr, c)
+        remove(ctr, c)
     # the server ends once its last container is gone (after a short grace)
     wait_for(lambda: not pid_alive(shim), "the shim server to end", 15)
 
 
 @ROUTE
 def test_metrics(ctr):
-    c, _ = _start(ctr)
+    c, _ = start(ctr, LOOP)
     r = ctr("task", "metrics", c)
     assert r.returncode == 0, r
     assert c in r.stdout and "pids.current" in r.stdout, r
-    _remove(ctr, c)
+    remove(ctr, c)
 
 
 @ROUTE
 def test_killed_shim_cleaned_by_containerd(ctr):
-    c, pid = _start(ctr)
+    c, pid = start(ctr, LOOP)
     shim = _ppid(pid)
     os.kill(shim, signal.SIGKILL)  # the shim server this test's container made
     # containerd sees the connection drop and runs `shim delete`: the container is
     # force-deleted (its processes killed, its state and rootfs mount gone)
     wait_for(lambda: not pid_alive(pid), "the container to be killed", 20)
     wait_for(lambda: not (ctr.state_root / c).exists(), "its runtime state to go", 20)
+    # and the dead server's socket (no later start in this namespace would remove it)
+    from minirun.shim.main import socket_path
+
+    sock = Path(socket_path(ctr.session.address, ctr.session.namespace))
+    wait_for(lambda: not sock.exists(), "the killed shim's socket to go", 20)
     r = ctr("task", "delete", "-f", c)  # containerd may have removed the task already
     r = ctr("containers", "rm", c)
     assert r.returncode == 0, r
@@ -93,7 +83,7 @@ def test_killed_shim_cleaned_by_containerd(ctr):
 
 @ROUTE
 def test_bad_requests_leave_the_server_up(ctr):
-    c, pid = _start(ctr)
+    c, pid = start(ctr, LOOP)
     shim = _ppid(pid)
     r = ctr("task", "exec", "--exec-id", "x1", c, "/no/such/binary")
     assert r.returncode != 0, r
@@ -105,4 +95,4 @@ def test_bad_requests_leave_the_server_up(ctr):
     assert pid_alive(shim) and ctr.status(c) == "RUNNING"
     r = ctr("task", "exec", "--exec-id", "x2", c, "echo", "still-served")
     assert r.returncode == 0 and r.stdout == "still-served\n", r
-    _remove(ctr, c)
+    remove(ctr, c)

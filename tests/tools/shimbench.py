@@ -51,6 +51,30 @@ def private_view() -> None:
                 libc.umount2(left.split()[4].encode(), MNT_DETACH)
 
 
+def cgroup_mounts() -> list[Path]:
+    """Every cgroup and cgroup2 mount this process sees."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split()[0] in ("cgroup", "cgroup2"):
+                out.append(Path(left.split()[4]))
+    return out
+
+
+def rmdir_tree(top: Path) -> list[str]:
+    """rmdir top and the empty cgroups below it, deepest first; what could not go."""
+    if not top.is_dir():
+        return []
+    left = []
+    for d, _, _ in sorted(os.walk(top), key=lambda t: -len(t[0])):
+        try:
+            os.rmdir(d)
+        except OSError as e:
+            left.append(f"{d}: {e.strerror}")
+    return left
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -147,6 +171,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
                 self.containerd.wait()
         for d in (Path("/run/containerd/runc") / NS, Path("/run/containerd/minirun") / NS):
             shutil.rmtree(d, ignore_errors=True)
+        # containerd's cgroup parent /NS (each container's /NS/ID is removed by its
+        # runtime): in every hierarchy, runc's route having joined them all
+        left = [d for m in cgroup_mounts() for d in rmdir_tree(m / NS)]
+        if left:
+            print(f"shimbench: cgroups left: {left}", file=sys.stderr)
         for d in ("/run/containerd/runc", "/run/containerd/minirun", "/run/containerd/s",
                   "/run/containerd/fifo", "/run/containerd"):
             try:
