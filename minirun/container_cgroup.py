@@ -72,12 +72,12 @@ def v1_only() -> bool:
     """No cgroup2 mounted, v1 hierarchies are: the container lives in v1 alone."""
     global _V1_ONLY
     if _V1_ONLY is None:
-        from minirun.cgroups import host, v1
-
         try:
-            host.find_v2_mount()
+            v2_mount()
             _V1_ONLY = False
         except MinirunError:
+            from minirun.cgroups import v1
+
             _V1_ONLY = bool(v1.mounts())
     return _V1_ONLY
 
@@ -423,10 +423,7 @@ def _v1_for_update(cdir, st: dict, cg, cid: str, cfg: dict, routed: set[str]):
     from minirun.cgroups import v1
 
     have = v1_of(st) or v1.V1Cgroups({})
-    names = {"cpu": "cpu", "cpuset": "cpuset", "pids": "pids", "io": "blkio",
-             "memory": "memory", "net_cls": "net_cls", "net_prio": "net_prio",
-             "hugetlb": "hugetlb"}
-    missing = {c for c in routed if names[c] not in have.dirs}
+    missing = {c for c in routed if v1.HIERARCHIES[c][0] not in have.dirs}
     if not missing:
         return have
     new = v1.for_container(cid, (cfg.get("linux") or {}).get("cgroupsPath"), missing)

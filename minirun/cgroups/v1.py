@@ -231,18 +231,20 @@ def _inherit_cpuset(d: str) -> None:
             f.write(value)
 
 
+# v2 controller name -> the v1 hierarchies its limits use. cpuacct goes with cpu (where
+# it is a hierarchy of its own): `events --stats` reads the cpu usage there, as runc's.
+HIERARCHIES = {"cpu": ["cpu", "cpuacct"], "cpuset": ["cpuset"], "pids": ["pids"],
+               "io": ["blkio"], "memory": ["memory"], "net_cls": ["net_cls"],
+               "net_prio": ["net_prio"], "hugetlb": ["hugetlb"]}
+
+
 def for_container(cid: str, cgroups_path: str | None, controllers: set[str]) -> V1Cgroups:
     """The v1 directories of a container for the given v2-named controllers."""
-    # cpuacct goes with cpu (where it is a hierarchy of its own): `events --stats`
-    # reads the cpu usage there, as runc's does
-    names = {"cpu": ["cpu", "cpuacct"], "cpuset": ["cpuset"], "pids": ["pids"],
-             "io": ["blkio"], "memory": ["memory"], "net_cls": ["net_cls"],
-             "net_prio": ["net_prio"], "hugetlb": ["hugetlb"]}
     where = mounts()
     own = own_paths()
     dirs = {}
     for ctrl in sorted(controllers):
-        for v1 in names.get(ctrl, []):
+        for v1 in HIERARCHIES.get(ctrl, []):
             if v1 == "cpuacct" and (v1 not in where or where[v1] == where.get("cpu")):
                 if v1 in where:
                     dirs[v1] = dirs["cpu"]  # co-mounted (cpu,cpuacct): the same directory

@@ -42,8 +42,8 @@ class V1Home(Cgroup):
         self.dirs = dirs
         self.dir = dirs[track]
         self.path = path
-        self.mount = self.dir[: len(self.dir) - len(path.rstrip("/"))] if \
-            self.dir.endswith(path.rstrip("/")) else os.path.dirname(self.dir)
+        # the tracking hierarchy's mount point: dir is that mount point + path
+        self.mount = self.dir.removesuffix(path.rstrip("/")) or "/"
         self.made_parents: list[str] = []
         self.v1_made = list(made or [])
 

@@ -80,16 +80,10 @@ class Result:
 
     @property
     def error(self) -> str:
-        """The runtime's own words: its last error line."""
+        """The runtime's own words: its last line on stderr (the shim puts the error of
+        its log.json there)."""
         lines = [ln for ln in self.stderr.splitlines() if ln.strip()]
-        if not lines:
-            return f"exit status {self.code}"
-        last = lines[-1]
-        for key in ('msg="', "msg="):
-            if key in last:
-                last = last.split(key, 1)[1].rstrip('"')
-                break
-        return last
+        return lines[-1] if lines else f"exit status {self.code}"
 
 
 def run_minirun(reaper: Reaper, argv: list[str], fds: dict[int, int] | None = None,

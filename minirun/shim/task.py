@@ -22,7 +22,7 @@ from collections.abc import Callable
 from google.protobuf import empty_pb2, timestamp_pb2
 from google.protobuf.any_pb2 import Any as AnyPb
 
-from minirun.shim import ttrpc
+from minirun.shim import mounts, ttrpc
 from minirun.shim.process import Reaper, run_minirun
 from minirun.shim.proto import events_task_pb2 as ev
 from minirun.shim.proto import shim_pb2 as pb
@@ -184,8 +184,6 @@ class TaskService:
             raise ttrpc.Status(ttrpc.FAILED_PRECONDITION,
                                f"bundle {bundle}: no config.json")
         rootfs = os.path.join(bundle, "rootfs")
-        from minirun.shim import mounts
-
         mounted = mounts.mount_rootfs(req.rootfs, rootfs)
         stdio = Stdio(req.stdin, req.stdout, req.stderr, req.terminal)
         init = Proc(req.id, "", stdio)
@@ -333,8 +331,6 @@ class TaskService:
             self._forget(e)
         self._forget(p)
         if c.mounted:
-            from minirun.shim import mounts
-
             mounts.unmount_rootfs(os.path.join(c.bundle, "rootfs"))
         with self.lock:
             self.containers.pop(req.id, None)
@@ -466,7 +462,7 @@ def _last_log_error(bundle: str) -> str | None:
         except ValueError:
             continue
         if rec.get("level") == "error":
-            return f'msg="{rec.get("msg", "")}"'
+            return rec.get("msg", "")
     return None
 
 
