@@ -4,8 +4,9 @@
 #   make test     install everything, lint, the VM lane (pure cgroup v2), the Vagrantfile
 #                 check, then the whole pytest suite (engines included)
 #   make install  venv + fast launcher in .venv/bin/minirun + /usr/local/bin/minirun
-#   make bench    install, then compare `minirun run` with `runc run` (BENCH_ARGS="--runs 50"),
-#                 the cost of --network bridge, and (in the VM) the smallest memory.max
+#   make bench    install, then compare minirun with runc (BENCH_ARGS="--runs 50"): run, exec,
+#                 100 lifecycles, --network bridge, the shim, (in the VM) the smallest
+#                 memory.max; ends with one table of the figures and their goals
 #   make fuzz     config.json fuzzing at length (FUZZ_EXAMPLES=20000, FUZZ_RUNS=500)
 #   make soak     1,000 lifecycles in a row: nothing left, the runtime's RSS and fds flat
 #   make lint     ruff
@@ -115,12 +116,20 @@ test: install
 	$(MAKE) test-vm VM_TIMEOUT=1200
 	$(VENV)/bin/pytest -v tests
 
-## bench: minirun vs runc, run of /bin/true
+## bench: minirun vs runc (run, exec, lifecycles, network, shim, memory floor), then one
+## table of issue 11's figures and goals (tests/tools/bench_table.py)
+BENCH_OUT ?= build/bench
 bench: install
-	$(VPY) tests/tools/bench.py --minirun $(CURDIR)/$(VENV)/bin/minirun $(BENCH_ARGS)
-	$(VPY) tests/tools/netbench.py --minirun $(CURDIR)/$(VENV)/bin/minirun --runs 20
-	$(VPY) tests/tools/shimbench.py --shim $(CURDIR)/$(VENV)/bin/containerd-shim-minirun-v1
+	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
+	$(VPY) tests/tools/bench.py --minirun $(CURDIR)/$(VENV)/bin/minirun \
+	    --json-out $(BENCH_OUT)/bench.json $(BENCH_ARGS)
+	$(VPY) tests/tools/netbench.py --minirun $(CURDIR)/$(VENV)/bin/minirun --runs 20 \
+	    --json-out $(BENCH_OUT)/netbench.json
+	$(VPY) tests/tools/shimbench.py --shim $(CURDIR)/$(VENV)/bin/containerd-shim-minirun-v1 \
+	    --json-out $(BENCH_OUT)/shimbench.json
 	$(MAKE) bench-vm
+	$(VPY) tests/tools/bench_table.py $(BENCH_OUT) \
+	    "$$(ls -t build/vm/results/memmin.json $(VM_CACHE)/results/memmin.json 2>/dev/null | head -1)"
 
 ## fuzz: the config fuzzing of the suite, at length
 FUZZ_EXAMPLES ?= 20000

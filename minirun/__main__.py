@@ -1,5 +1,3 @@
-import sys
+from minirun.entry import main
 
-from minirun.cli import main
-
-sys.exit(main())
+main()

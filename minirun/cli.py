@@ -296,12 +296,12 @@ def _names_a_bundle(args: list[str], opts: dict) -> bool:
 
 def _bundle_run_id(opts: dict) -> str:
     """A readable id for a bundle run by path: its directory's name plus a short suffix."""
-    import re
-    import secrets
-
     name = os.path.basename(os.path.abspath(opts["bundle"]))
-    name = re.sub(r"[^A-Za-z0-9_.+-]+", "-", name).strip(".-")[:48] or "bundle"
-    cid = f"{name}-{secrets.token_hex(3)}"
+    # every run of characters outside [A-Za-z0-9_.+-] becomes one "-" (no `re`: 5 ms)
+    name = "".join(c if c.isascii() and (c.isalnum() or c in "_.+-") else "\0" for c in name)
+    name = "-".join(part for part in name.split("\0") if part)
+    name = name.strip(".-")[:48] or "bundle"
+    cid = f"{name}-{os.urandom(3).hex()}"
     if opts.get("detach") or sys.stderr.isatty():
         print(f"minirun: container id {cid}", file=sys.stderr)
     return cid

@@ -7,12 +7,11 @@ types and ranges and read the dict directly. Unknown fields are ignored, as the 
 asks; fields minirun cannot honour yet are refused, never silently dropped.
 """
 
-import json
 import os
-import re
 
 from minirun.errors import ConfigError
 from minirun.linux.capabilities import CAP_NUMBERS, CAP_SETS
+from minirun.lite import json
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 RLIMITS = (
@@ -124,7 +123,7 @@ def _opt(doc: dict, key: str, path: str, check, *args):
 def validate(doc: object) -> None:
     doc = obj(doc, "(config.json)")
     version = string(doc.get("ociVersion"), "ociVersion")
-    if not SEMVER_RE.fullmatch(version):
+    if not is_semver(version):
         raise ConfigError("ociVersion", f"{version!r} is not a SemVer 2.0.0 version")
     _root(obj(doc.get("root"), "root"))
     if "process" not in doc:
@@ -344,8 +343,23 @@ def _resources(res: dict) -> None:
             raise ConfigError(f"{rp}.type", f"unknown device type {kind!r}")
 
 
-SEMVER_RE = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-                       r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?")
+def is_semver(version: str) -> bool:
+    """MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD] (SemVer 2.0.0's shape, leading zeros
+    refused in the numbers), checked by hand: `re` costs a run 5 ms of imports."""
+    rest, plus, build = version.partition("+")
+    core, dash, pre = rest.partition("-")
+    numbers = core.split(".")
+    return (len(numbers) == 3
+            and all(n == "0" or (n[:1] in _NONZERO and n.isdecimal()) for n in numbers)
+            and (not dash or _dotted_ids(pre)) and (not plus or _dotted_ids(build)))
+
+
+_NONZERO = frozenset("123456789")  # what `[1-9]\d*` starts with (then any decimal digit)
+_ID_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-")
+
+
+def _dotted_ids(text: str) -> bool:
+    return all(part and _ID_CHARS.issuperset(part) for part in text.split("."))
 
 
 def _cross_checks(doc: dict, linux: dict) -> None:

@@ -9,12 +9,11 @@ alive is read from /proc every time, with its start time guarding against pid re
 
 import errno
 import os
-import signal
-import socket
 
-from minirun import OCI_VERSION, config, container_cgroup, syscalls, trace
+from minirun import OCI_VERSION, config, container_cgroup, syscalls, trace, warmup
 from minirun.errors import ConfigError, MinirunError, SyscallError
 from minirun.launch import SetupSession, log_step, wait_gone
+from minirun.lite import signal, socket
 from minirun.log import log
 from minirun.state import (
     EXEC_SOCK,
@@ -72,12 +71,11 @@ def oci_state(st: dict) -> dict:
 def create(store: Store, cid: str, bundle: str, opts: dict) -> int:
     """Set the container up and leave its init waiting for `start`; returns its pid."""
     config.check_id(cid)
-    warmer = container_cgroup.warm_up_migration()
+    warmup.start(["create"])  # started already when run as the `minirun` program
     try:
         return _create(store, cid, bundle, opts)
     finally:
-        if warmer is not None:
-            os.waitpid(warmer, 0)
+        warmup.reap()
 
 
 def _create(store: Store, cid: str, bundle: str, opts: dict) -> int:
@@ -108,6 +106,7 @@ def _create(store: Store, cid: str, bundle: str, opts: dict) -> int:
 
         with trace.Span("cgroup: create and apply limits"):
             cgroup = container_cgroup.prepare(cid, cfg["linux"], intent)
+        warmup.go()
         if cgroup is not None:
             st["cgroup"] = cgroup.record()
         cdir.write(st)

@@ -221,28 +221,6 @@ def own_dir() -> str:
     return v2_mount() + own_cgroup().rstrip("/")
 
 
-def warm_up_migration() -> int | None:
-    """Fork a throw-away process that moves itself into our own cgroup; returns its
-    pid, to reap once the container's init has joined its cgroup.
-
-    The first cgroup migration after a quiet while waits for an RCU grace period (the
-    kernel's percpu_down_write: ~10 ms here), and the ones that follow it closely do
-    not. The init joins its cgroup last (see the module's docstring): a migration
-    started at the beginning of `create` takes that wait off the critical path."""
-    try:
-        path = _own_procs(v2_mount())
-    except (MinirunError, OSError):
-        return None
-    pid = os.fork()
-    if pid == 0:
-        try:
-            fd = os.open(path, os.O_WRONLY)
-            os.write(fd, b"0")
-        finally:
-            os._exit(0)
-    return pid
-
-
 def _own_procs(mount: str) -> str:
     from minirun.cgroups.host import own_cgroup
 

@@ -8,12 +8,9 @@ into them, and that process applies user, capabilities, rlimits and no_new_privs
 execs. No fd of the runtime reaches it beyond 0-2 and --preserve-fds.
 """
 
-import copy
-import json
 import os
-import socket
 
-from minirun import config, container_cgroup, syscalls
+from minirun import config, container_cgroup, syscalls, warmup
 from minirun.cgroups.cgroup import join as cgroup_join
 from minirun.container import (
     _pidfd_of,
@@ -26,10 +23,19 @@ from minirun.container import (
 )
 from minirun.errors import ConfigError, MinirunError
 from minirun.launch import SetupSession, log_step
+from minirun.lite import json, socket
 from minirun.state import Store
 
 
 def exec_(store: Store, cid: str, opts: dict, args: list[str]) -> int:
+    warmup.start(["exec"])  # started already when run as the `minirun` program
+    try:
+        return _exec(store, cid, opts, args)
+    finally:
+        warmup.reap()
+
+
+def _exec(store: Store, cid: str, opts: dict, args: list[str]) -> int:
     cdir = store.open(cid, exclusive=False)
     try:
         st = cdir.read()
@@ -54,7 +60,7 @@ def process_for_exec(base: dict, opts: dict, args: list[str]) -> dict:
         return _load_process_file(opts["process"])
     if not args:
         raise MinirunError("exec: no command given (arguments after the id, or --process)")
-    proc = copy.deepcopy(base)
+    proc = json.loads(json.dumps(base))  # a deep copy of JSON data, without `copy`
     proc["args"] = args
     proc["terminal"] = bool(opts.get("tty"))
     proc.pop("consoleSize", None)
@@ -146,6 +152,7 @@ def _spawn(cid: str, st: dict, proc: dict, cfg: dict, opts: dict) -> int:
         raise MinirunError(f"--cgroup {opts['cgroup']}: the container has no cgroup")
     launch.sealed = sealed.exec_needs_seal(cfg, proc, cg.pids if cgroup_fd is not None else None,
                                            st["pid"])
+    warmup.go()
     session = SetupSession()
     try:
         close = [pidfd] if cgroup_fd is None else [pidfd, cgroup_fd]

@@ -14,7 +14,7 @@ the container's process imports this module before pivot_root and can load nothi
 
 import os
 import stat as _stat
-from collections.abc import Callable
+from _collections_abc import Callable  # collections.abc without collections (1.5 ms)
 
 # A path in the container -> the host path to open (identity inside the container).
 Resolve = Callable[[str], str | None]

@@ -15,11 +15,11 @@ seconds. A failing hook fails the operation with its path, exit status and outpu
 poststart and poststop failures are warnings, as the spec says.
 """
 
-import json
 import os
 import subprocess
 
 from minirun.errors import MinirunError
+from minirun.lite import json
 
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
          "poststop")

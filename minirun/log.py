@@ -5,10 +5,11 @@ file, every record also goes there in the chosen format; runc's JSON lines are
 `{"level": ..., "msg": ..., "time": RFC 3339}`, and engines show the last error line.
 """
 
-import json
 import os
 import sys
 import time
+
+from minirun.lite import json
 
 
 class Log:

@@ -8,12 +8,12 @@ so they serialize.
 """
 
 import fcntl
-import json
 import os
 import time
 
 from minirun.errors import MinirunError
 from minirun.ids import check_id
+from minirun.lite import json
 
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"

@@ -12,7 +12,7 @@ A failure inside a step is labelled with the step, so the one-line error says wh
 
 import os
 import time
-from collections.abc import Callable
+from _collections_abc import Callable  # collections.abc without collections (1.5 ms)
 
 from minirun.errors import MinirunError
 

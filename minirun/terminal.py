@@ -13,12 +13,11 @@ the tty on exit.
 
 import fcntl
 import os
-import signal
-import socket
 import struct
 import termios
 
 from minirun.errors import MinirunError
+from minirun.lite import signal, socket
 
 
 def connect_console_socket(path: str) -> socket.socket:

@@ -6,7 +6,8 @@ two senders (the set-up process and the init share their end) are put together p
 """
 
 import os
-import socket
+
+from minirun.lite import socket
 
 CHUNK = 64 * 1024
 HEADER = 5

@@ -6,7 +6,7 @@ plan() expects resources that validate_resources() accepted.
 
 from __future__ import annotations
 
-from collections import namedtuple
+from minirun.lite.record import record
 
 R = "linux.resources"
 THROTTLES = (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
@@ -14,7 +14,7 @@ THROTTLES = (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps
 DEFAULT_CPU_PERIOD = 100000  # µs, the kernel's default
 
 
-class Write(namedtuple("Write", "file value field kind alt", defaults=("", ""))):
+class Write(record("Write", "file value field kind alt", defaults=("", ""))):
     """One value to write to one file of the container's cgroup.
 
     kind tells apply() about the few writes that need more than a write:

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import os
 import struct
-from collections import namedtuple
-from collections.abc import Iterable
+from _collections_abc import Iterable  # collections.abc without collections (1.5 ms)
 
 from minirun.errors import ConfigError, MinirunError, SyscallError, errno_name
+from minirun.lite.record import record
 
 FIELD = "linux.resources.devices"
 WILDCARD = -1
@@ -42,11 +42,12 @@ ALL_ACCESS = "rwm"
 LICENSE = b"Apache"
 
 
-class Rule(namedtuple("Rule", "allow type major minor access origin",
-                      defaults=("a", WILDCARD, WILDCARD, ALL_ACCESS, ""))):
+class Rule(record("Rule", "allow type major minor access origin",
+                  defaults=("a", WILDCARD, WILDCARD, ALL_ACCESS, ""))):
     """One device rule: allow or deny `access` (subset of "rwm") to type "a", "b" or "c",
     major:minor (-1 is the wildcard *); origin says where it came from, for errors.
-    A plain tuple: dataclasses would cost ~5 ms of imports on every create."""
+    A plain tuple: dataclasses would cost ~5 ms of imports on every create
+    (and namedtuple 1.5 ms: lite.record)."""
 
     __slots__ = ()
 

@@ -5,7 +5,7 @@ files the hierarchy has: a controller that is not enabled leaves its section emp
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from _collections_abc import Callable  # collections.abc without collections (1.5 ms)
 
 from minirun.cgroups import host
 

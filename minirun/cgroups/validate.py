@@ -4,8 +4,6 @@ ConfigError naming the field (linux.resources.memory.limit, ...)."""
 
 from __future__ import annotations
 
-import re
-
 from minirun.cgroups import convert, devices, host
 from minirun.errors import ConfigError
 
@@ -29,9 +27,17 @@ KNOWN = {
 # files of the cgroup that the runtime manages itself
 RESERVED = {"cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "cgroup.kill",
             "cgroup.freeze", "cgroup.type", "cgroup.events", "cgroup.controllers"}
-UNIFIED_KEY = re.compile(r"[a-z_]+\.[A-Za-z0-9_.]+")
-LIST_RE = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
-RDMA_DEVICE = re.compile(r"[^\s/]+")
+UNIFIED_KEY = r"[a-z_]+\.[A-Za-z0-9_.]+"
+LIST_RE = r"\d+(-\d+)?(,\d+(-\d+)?)*"
+RDMA_DEVICE = r"[^\s/]+"
+
+
+def _fullmatch(pattern: str, text: str) -> bool:
+    """`re` imported only when a config has a field to check with it (it costs every
+    run 5 ms of imports otherwise)."""
+    import re
+
+    return re.fullmatch(pattern, text) is not None
 
 
 def validate_resources(res: dict, mount: str | None) -> None:
@@ -160,7 +166,7 @@ def _cpu(cpu: dict, in_v1: bool = False) -> None:
         value = cpu.get(key)
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{f}.{key}", "must be a string such as \"0-3,6\"")
-        if value and not LIST_RE.fullmatch(value.replace(" ", "")):
+        if value and not _fullmatch(LIST_RE, value.replace(" ", "")):
             raise ConfigError(f"{f}.{key}", f"{value!r}: not a list such as \"0-3,6\"")
 
 
@@ -214,7 +220,7 @@ def _hugepages(limits: object) -> None:
         if not isinstance(limit, dict):
             raise ConfigError(where, "must be an object {pageSize, limit}")
         size = limit.get("pageSize")
-        if not isinstance(size, str) or not re.fullmatch(r"\d+[KMG]B", size):
+        if not isinstance(size, str) or not _fullmatch(r"\d+[KMG]B", size):
             raise ConfigError(f"{where}.pageSize", f"{size!r}: must be a size such as \"2MB\"")
         if limit.get("limit") is None:
             raise ConfigError(f"{where}.limit", "required (bytes)")
@@ -228,7 +234,7 @@ def _rdma(rdma: object) -> None:
         raise ConfigError(f"{R}.rdma", "must be an object keyed by device name")
     for device, limit in rdma.items():
         where = f"{R}.rdma.{device}"
-        if not RDMA_DEVICE.fullmatch(device):
+        if not _fullmatch(RDMA_DEVICE, device):
             raise ConfigError(where, "not a device name")
         if not isinstance(limit, dict):
             raise ConfigError(where, "must be an object {hcaHandles, hcaObjects}")
@@ -243,7 +249,7 @@ def _unified(unified: object) -> None:
         raise ConfigError(f"{R}.unified", "must be an object of file name → value")
     for key, value in unified.items():
         where = f"{R}.unified.{key}"
-        if "/" in key or ".." in key or not UNIFIED_KEY.fullmatch(key):
+        if "/" in key or ".." in key or not _fullmatch(UNIFIED_KEY, key):
             raise ConfigError(where, "not a cgroup file name (controller.parameter, no "
                               "'/' or '..')")
         if key in RESERVED:

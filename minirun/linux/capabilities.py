@@ -4,7 +4,9 @@ The table drives validation (an unknown name is an error), `features`, and the
 five sets applied to the container process just before exec.
 """
 
-import prctl  # imported before pivot_root: the container has no Python library
+# python-prctl's C interface (its prctl.py wrapper builds classes at import: 1 ms a run);
+# imported before pivot_root: the container has no Python library
+import _prctl
 
 from minirun import syscalls
 from minirun.errors import SyscallError
@@ -37,21 +39,20 @@ def apply_bounding(keep: list[int]) -> None:
     """Drop from the bounding set every capability not in `keep` (needs CAP_SETPCAP)."""
     wanted = set(keep)
     for cap in range(last_cap() + 1):
-        if cap not in wanted and prctl.capbset_read(cap):
-            prctl.capbset_drop(cap)
+        if cap not in wanted and _prctl.prctl(_prctl.PR_CAPBSET_READ, cap):
+            _prctl.prctl(_prctl.PR_CAPBSET_DROP, cap)
 
 
 def apply_sets(caps: dict[str, list[int]]) -> None:
     """Set effective/permitted/inheritable exactly, then raise the ambient ones."""
     everything = range(last_cap() + 1)
-    changes = []
-    for name, flag in (("effective", prctl.CAP_EFFECTIVE), ("permitted", prctl.CAP_PERMITTED),
-                       ("inheritable", prctl.CAP_INHERITABLE)):
+    raised, dropped = [], []  # per set, in _prctl.set_caps's order
+    for name in ("effective", "permitted", "inheritable"):
         wanted = set(caps[name])
-        changes.append(([c for c in everything if c in wanted], flag, True))
-        changes.append(([c for c in everything if c not in wanted], flag, False))
+        raised.append([c for c in everything if c in wanted])
+        dropped.append([c for c in everything if c not in wanted])
     try:
-        prctl.set_caps(*changes)
+        _prctl.set_caps(*raised, *dropped)
     except OSError as e:
         raise SyscallError("capset", e.errno or 1, "process.capabilities") from e
     syscalls.ambient_clear()

@@ -15,16 +15,14 @@ message is read by the wrong process. Nothing here returns: each process ends in
 execve or os._exit. `exec` uses the same machinery (exec_setup_process, at the end).
 """
 
-import json
 import os
 import select
-import signal
-import socket
 import time
 
 from minirun import syscalls, terminal, wire
 from minirun.cgroups.cgroup import join as cgroup_join
 from minirun.linux import namespaces, process, rootfs, sealed
+from minirun.lite import json, signal, socket
 from minirun.steps import Tracer
 
 

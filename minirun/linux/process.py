@@ -9,7 +9,7 @@ runtime holds (keeping 0-2 and --preserve-fds) and execve.
 import os
 import resource  # all imports happen before pivot_root: no Python library after it
 
-import prctl
+import _prctl  # python-prctl's C interface (see capabilities.py)
 
 from minirun import diagnose, syscalls
 from minirun.errors import MinirunError
@@ -81,13 +81,13 @@ def switch_user(proc: dict, in_userns: bool, tracer: Tracer) -> None:
     with tracer.step("capabilities", "bounding (process.capabilities.bounding)"):
         capabilities.apply_bounding(caps["bounding"])
     with tracer.step("user", f"uid={uid} gid={gid} (process.user)"):
-        prctl.set_keepcaps(True)
+        _prctl.prctl(_prctl.PR_SET_KEEPCAPS, 1)
         groups = user.get("additionalGids") or []
         if not in_userns or _setgroups_allowed():
             os.setgroups(groups)
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
-        prctl.set_keepcaps(False)
+        _prctl.prctl(_prctl.PR_SET_KEEPCAPS, 0)
         # A uid change makes the process dumpable again: stay non-dumpable until exec.
         syscalls.set_dumpable(False)
     with tracer.step("capabilities", "effective permitted inheritable ambient"):
@@ -114,7 +114,7 @@ def enter_cwd(cwd: str, tracer: Tracer) -> None:
 
 def set_no_new_privs(tracer: Tracer) -> None:
     with tracer.step("no_new_privs", "(process.noNewPrivileges)"):
-        prctl.set_no_new_privs(1)
+        _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
 
 
 def find_executable(proc: dict) -> str:

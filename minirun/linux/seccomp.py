@@ -34,14 +34,13 @@ and before pivot_root: load() imports nothing.
 """
 
 import errno
-import json
 import os
-import socket
 
 from minirun import OCI_VERSION
 from minirun._native import ffi, lib
 from minirun.config import U64, array, integer, obj, string, strings
 from minirun.errors import ConfigError, MinirunError, SyscallError, errno_name
+from minirun.lite import json, socket
 
 ACTIONS = (
     "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",

@@ -6,7 +6,10 @@ Builds one busybox bundle whose process is /bin/true, then runs
 alternates every round), after a few warm-up runs. Each run gets its own state
 root and a unique id. Reports median and p90 wall time, the ratio
 minirun/runc, and the peak RSS (ru_maxrss from wait4, which covers the runtime
-process and the children it reaped).
+process and the children it reaped). Then `exec CID /bin/true` into one running
+container per runtime (interleaved the same way), and --lifecycles sequential
+create/start/state/delete of /bin/true per runtime: how many went through, what was
+left behind (state, cgroups) and the runtime's own peak RSS over them.
 
 On a host whose /sys/fs/cgroup is not cgroup2 (this project's hybrid machines)
 the benchmark first moves itself into a private mount namespace with cgroup2
@@ -14,7 +17,8 @@ mounted at /sys/fs/cgroup, so that runc (which would otherwise create cgroups in
 the host's v1 hierarchies) and minirun both see a pure cgroup v2 layout. The
 mount namespace dies with the benchmark; --host-cgroups skips this.
 
-Usage: bench.py [--runs N] [--warmup N] [--minirun PATH] [--runc PATH] [--json]
+Usage: bench.py [--runs N] [--warmup N] [--lifecycles N] [--minirun PATH] [--runc PATH]
+                [--json] [--json-out FILE]   (FILE: read by bench_table.py)
 Stdlib only; run as root. Cleans up everything it creates.
 """
 
@@ -88,18 +92,16 @@ class Runtime:
         self.failures = 0
 
 
-def run_once(rt: Runtime, bundle: Path, workdir: Path, cid: str) -> tuple[float, int, int, str]:
-    """One `run`; returns (seconds, wait status, ru_maxrss KiB, stderr text)."""
-    root = Path(tempfile.mkdtemp(prefix=f"root-{rt.name}-", dir=workdir))
-    errpath = workdir / f"{cid}.stderr"
-    argv = [rt.path, "--root", str(root), "run", "--bundle", str(bundle), cid]
+def timed(argv: list[str], errpath: Path) -> tuple[float, int, int, str]:
+    """Run argv (stdout to /dev/null); returns (seconds, wait status, ru_maxrss KiB,
+    stderr text). ru_maxrss covers the process and the children it reaped."""
     fa = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
         (os.POSIX_SPAWN_OPEN, 2, str(errpath), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
     ]
     t0 = time.perf_counter()
-    pid = os.posix_spawn(rt.path, argv, os.environ, file_actions=fa, setpgroup=0)
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=fa, setpgroup=0)
 
     def on_alarm(signum, frame):  # a hung run: kill its process group; wait4 then returns
         os.killpg(pid, signal.SIGKILL)
@@ -114,18 +116,97 @@ def run_once(rt: Runtime, bundle: Path, workdir: Path, cid: str) -> tuple[float,
     elapsed = time.perf_counter() - t0
     err = errpath.read_text(errors="replace")
     errpath.unlink()
+    return elapsed, status, ru.ru_maxrss, err
+
+
+def quiet(argv: list[str]) -> int:
+    fa = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+    return os.waitpid(os.posix_spawn(argv[0], argv, os.environ, file_actions=fa), 0)[1]
+
+
+def run_once(rt: Runtime, bundle: Path, workdir: Path, cid: str) -> tuple[float, int, int, str]:
+    """One `run`; returns (seconds, wait status, ru_maxrss KiB, stderr text)."""
+    root = Path(tempfile.mkdtemp(prefix=f"root-{rt.name}-", dir=workdir))
+    argv = [rt.path, "--root", str(root), "run", "--bundle", str(bundle), cid]
+    elapsed, status, maxrss, err = timed(argv, workdir / f"{cid}.stderr")
     if status != 0 or any(root.iterdir()):
         # Failed or left state behind: force-delete by id (best effort), quietly.
-        fa_quiet = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
-        dpid = os.posix_spawn(
-            rt.path,
-            [rt.path, "--root", str(root), "delete", "--force", cid],
-            os.environ,
-            file_actions=fa_quiet,
-        )
-        os.waitpid(dpid, 0)
+        quiet([rt.path, "--root", str(root), "delete", "--force", cid])
     shutil.rmtree(root, ignore_errors=True)
-    return elapsed, status, ru.ru_maxrss, err
+    return elapsed, status, maxrss, err
+
+
+def bench_exec(runtimes: list[Runtime], bundle: Path, workdir: Path, tag: str,
+               runs: int, warmup: int) -> dict[str, list[float]]:
+    """`exec CID /bin/true` into a running container (one per runtime), interleaved."""
+    times: dict[str, list[float]] = {rt.name: [] for rt in runtimes}
+    roots = {rt.name: Path(tempfile.mkdtemp(prefix=f"exec-{rt.name}-", dir=workdir))
+             for rt in runtimes}
+    cids = {rt.name: f"{tag}-exec-{rt.name}" for rt in runtimes}
+    try:
+        for rt in runtimes:
+            root, cid = str(roots[rt.name]), cids[rt.name]
+            if quiet([rt.path, "--root", root, "run", "-d", "--bundle", str(bundle), cid]):
+                print(f"{rt.name}: run -d of the exec target failed", file=sys.stderr)
+                return {}
+        for i in range(warmup + runs):
+            for rt in runtimes if i % 2 == 0 else runtimes[::-1]:
+                argv = [rt.path, "--root", str(roots[rt.name]), "exec", cids[rt.name],
+                        "/bin/true"]
+                elapsed, status, _, err = timed(argv, workdir / "exec.stderr")
+                if status != 0:
+                    print(f"{rt.name} exec {i} failed: {err.strip()[-500:]}", file=sys.stderr)
+                    rt.failures += 1
+                elif i >= warmup:
+                    times[rt.name].append(elapsed)
+    finally:
+        for rt in runtimes:
+            quiet([rt.path, "--root", str(roots[rt.name]), "delete", "--force", cids[rt.name]])
+            shutil.rmtree(roots[rt.name], ignore_errors=True)
+    return times
+
+
+def cgroup_dirs(mark: str) -> set[str]:
+    """cgroup directories whose path has `mark` (the ids of this benchmark's containers:
+    other users of the host's hierarchy come and go meanwhile)."""
+    return {d for d, _, _ in os.walk("/sys/fs/cgroup") if mark in d}
+
+
+def lifecycles(rt: Runtime, bundle: Path, workdir: Path, tag: str, n: int) -> dict:
+    """n sequential create, start, state (until stopped), delete of /bin/true: how many
+    went through, what was left (state, cgroups), the runtime's own peak RSS."""
+    root = Path(tempfile.mkdtemp(prefix=f"life-{rt.name}-", dir=workdir))
+    mark = f"{tag}-life-{rt.name}-"
+    before = cgroup_dirs(mark)
+    ok, peak, errors = 0, 0, []
+    t0 = time.perf_counter()
+    for i in range(n):
+        cid = f"{mark}{i}"
+        base = [rt.path, "--root", str(root)]
+        steps = [[*base, "create", "--bundle", str(bundle), cid], [*base, "start", cid]]
+        good = True
+        for argv in steps:
+            _, status, maxrss, err = timed(argv, workdir / "life.stderr")
+            peak = max(peak, maxrss)
+            good = good and status == 0
+            if status:
+                errors.append(err.strip()[-300:])
+        for _ in range(200):  # until /bin/true has exited (start returns before)
+            out = subprocess.run([*base, "state", cid], capture_output=True, text=True)
+            if out.returncode or json.loads(out.stdout)["status"] == "stopped":
+                break
+            time.sleep(0.01)
+        _, status, maxrss, err = timed([*base, "delete", cid], workdir / "life.stderr")
+        peak = max(peak, maxrss)
+        if status:
+            errors.append(err.strip()[-300:])
+            quiet([*base, "delete", "--force", cid])
+        ok += good and status == 0
+    wall = time.perf_counter() - t0
+    left = [p.name for p in root.iterdir()] + sorted(cgroup_dirs(mark) - before)
+    shutil.rmtree(root, ignore_errors=True)
+    return {"n": n, "ok": ok, "left": left, "peak_rss_kib": peak, "wall_s": wall,
+            "errors": errors[:3]}
 
 
 def p90(xs: list[float]) -> float:
@@ -209,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not switch to a private cgroup2-only /sys/fs/cgroup",
     )
+    p.add_argument("--lifecycles", type=int, default=100,
+                   help="sequential create/start/delete per runtime (default 100; 0: none)")
     p.add_argument("--json", action="store_true", help="also print the results as one JSON object")
+    p.add_argument("--json-out", type=Path, help="also write the results there (bench_table.py)")
     ns = p.parse_args(argv)
 
     minirun = ns.minirun or default_minirun()
@@ -254,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
                 if i >= ns.warmup:
                     rt.times.append(elapsed)
                     rt.maxrss_kib = max(rt.maxrss_kib, maxrss)
+        sleeper = make_bundle(workdir / "sleeper", ["sleep", "3600"], cache=ns.cache)
+        exec_times = bench_exec(runtimes, sleeper, workdir, tag, ns.runs, ns.warmup)
+        lives = {rt.name: lifecycles(rt, bundle, workdir, tag, ns.lifecycles)
+                 for rt in runtimes if ns.lifecycles > 0}
         phases = trace_phases(runtimes[0], bundle, workdir, tag)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -289,11 +377,27 @@ def main(argv: list[str] | None = None) -> int:
         ratio_p90 = p90(mr.times) / p90(rc.times)
         result["ratio_median"], result["ratio_p90"] = ratio_med, ratio_p90
         print(f"ratio minirun/runc: median {ratio_med:.2f}x, p90 {ratio_p90:.2f}x")
+    if exec_times.get("minirun") and exec_times.get("runc"):
+        em, er = (statistics.median(exec_times[n]) for n in ("minirun", "runc"))
+        print(f"exec /bin/true into a running container, median of {ns.runs}: minirun "
+              f"{em * 1e3:.1f} ms, runc {er * 1e3:.1f} ms, ratio {em / er:.2f}x")
+    result["exec"] = {name: {"median_s": statistics.median(ts), "p90_s": p90(ts), "times_s": ts}
+                      for name, ts in exec_times.items() if ts}
+    for name, life in lives.items():
+        print(f"{life['n']} sequential lifecycles (create, start, delete) with {name}: "
+              f"{life['ok']} went through in {life['wall_s']:.1f} s, left behind: "
+              f"{', '.join(life['left']) or 'nothing'}; peak RSS {life['peak_rss_kib'] / 1024:.1f} "
+              f"MiB" + (f"; first errors: {life['errors']}" if life["errors"] else ""))
+    result["lifecycles"] = lives
     print_phases(phases)
     result["phases_ms"] = phases
     if ns.json:
         print(json.dumps(result))
-    return 0 if mr.times and rc.times and not (mr.failures or rc.failures) else 1
+    if ns.json_out:
+        ns.json_out.parent.mkdir(parents=True, exist_ok=True)
+        ns.json_out.write_text(json.dumps(result) + "\n")
+    lives_ok = all(v["ok"] == v["n"] and not v["left"] for v in lives.values())
+    return 0 if mr.times and rc.times and not (mr.failures or rc.failures) and lives_ok else 1
 
 
 if __name__ == "__main__":

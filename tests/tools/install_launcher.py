@@ -8,7 +8,7 @@ start-up dominates a container's start time. This writes instead:
 
     #!/abs/path/.venv/bin/python3 -IS
     import sys; sys.path.insert(0, "/abs/path/.venv/lib/python3.11/site-packages")
-    from minirun.cli import main; sys.exit(main())
+    from minirun.entry import main; sys.exit(main())
 
 -I ignores PYTHON* environment variables and the user site directory, -S skips
 `site` (no .pth processing, no site-packages scan); the venv's site-packages is
@@ -36,6 +36,7 @@ TEMPLATE = """\
 import sys; {inserts}
 from {module} import main; sys.exit(main())
 """
+
 
 
 def site_dirs(python: Path) -> list[str]:
@@ -83,7 +84,7 @@ def install(venv: Path, links: list[Path]) -> Path:
         raise ValueError(f"shebang too long for the kernel ({len(shebang)} bytes): {shebang}")
     launcher = venv / "bin" / "minirun"
     write_atomic(launcher, TEMPLATE.format(python=python, inserts=inserts,
-                                           module="minirun.cli"))
+                                           module="minirun.entry"))
     # containerd runs the shim for every container start: the same fast start-up
     write_atomic(venv / "bin" / "containerd-shim-minirun-v1",
                  TEMPLATE.format(python=python, inserts=inserts, module="minirun.shim.main"))

@@ -253,6 +253,7 @@ def main() -> int:
                     help="one more container lives throughout: no round creates or "
                     "deletes the bridge")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json-out", type=Path, help="also write the results there (bench_table.py)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("netbench: run as root")
@@ -266,6 +267,9 @@ def main() -> int:
                 results.update(run_cli(b, args))
         finally:
             b.close()
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(results) + "\n")
     if args.json:
         print(json.dumps(results))
     else:

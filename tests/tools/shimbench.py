@@ -190,6 +190,7 @@ def main() -> int:
     ap.add_argument("--shim", default=str(REPO / ".venv" / "bin" / "containerd-shim-minirun-v1"))
     ap.add_argument("--runc", default="/usr/sbin/runc")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json-out", type=Path, help="also write the results there (bench_table.py)")
     a = ap.parse_args()
     if os.geteuid() != 0 or not shutil.which("containerd"):
         print("shimbench: needs root and containerd", file=sys.stderr)
@@ -214,6 +215,9 @@ def main() -> int:
     finally:
         b.stop()
         shutil.rmtree(scratch, ignore_errors=True)
+    if a.json_out:
+        a.json_out.parent.mkdir(parents=True, exist_ok=True)
+        a.json_out.write_text(json.dumps(out) + "\n")
     if a.json:
         print(json.dumps(out))
         return 0

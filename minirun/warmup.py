@@ -1,0 +1,123 @@
+"""Take the kernel's cgroup-migration wait off `create`'s and `exec`'s critical path.
+
+A cgroup migration (a write to cgroup.procs) takes cgroup_threadgroup_rwsem for
+writing; after a quiet while that waits for an RCU grace period (~10 ms here), holding
+cgroup_mutex (so a cgroup mkdir meanwhile waits too). A migration within about one
+grace period of the previous one does not wait. The container's process joins its
+cgroup as its last set-up step (see container_cgroup.py). So a throw-away process,
+forked before the imports, starts migrating into its own cgroup once the container's
+cgroup is made, and again every few ms: the set-up processes' work covers its wait,
+and the kernel is in its "writer was recent" state when the container's process joins:
+
+    minirun (create/run/exec) ──fork──> warmer: waits for SIGUSR1 (at most 2 s)
+          │ imports, config, cgroup mkdir
+          ├── go(): SIGUSR1 ──────────────> write "0" to its own cgroup.procs (waits the
+          │ set-up processes ...            grace period), again every 4 ms, for at most
+          └── reap(): SIGKILL, wait ──────> 2 s or until minirun is gone
+
+No fd is opened in minirun (a pipe would take fds 3-4, which --preserve-fds hands to
+the container) and only `_signal` is used: this runs before any import.
+"""
+
+import _signal
+import os
+
+COMMANDS = ("create", "run", "exec")
+# Global flags that take a value (commands.GLOBAL; not imported: it would cost the time
+# this module saves): the word after one of them is not the command.
+VALUE_FLAGS = ("--root", "--log", "--log-format", "--criu", "--rootless")
+PID = 0  # the warmer, until reap()
+INTERVAL = 0.004  # s, well within a grace period
+LIMIT = 2.0  # s: a create waiting on a slow hook stops warming
+
+
+def start(argv: list[str]) -> None:
+    """Fork the warmer if the command will move a process into a cgroup (as root)."""
+    global PID
+    if PID or os.geteuid() != 0 or command_of(argv) not in COMMANDS:
+        return
+    parent = os.getpid()
+    # SIGUSR1 blocked before the fork, so that go() can never come before the warmer
+    # waits for it; our own mask is restored at once.
+    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGUSR1})
+    try:
+        pid = os.fork()
+    except OSError:
+        pid = -1  # no warmer: only slower
+    if pid != 0:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
+        PID = max(pid, 0)
+        return
+    try:
+        if _signal.sigtimedwait({_signal.SIGUSR1}, LIMIT) is not None:
+            _keep_warm(parent)
+    finally:
+        os._exit(0)
+
+
+def go() -> None:
+    """The container's cgroup exists: the warmer may take the lock now."""
+    if PID:
+        try:
+            os.kill(PID, _signal.SIGUSR1)
+        except ProcessLookupError:
+            pass
+
+
+def command_of(argv: list[str]) -> str:
+    """The command word of a minirun command line, as far as it can be told cheaply."""
+    value_next = False
+    for arg in argv:
+        if value_next:
+            value_next = False
+        elif arg.startswith("-"):
+            value_next = arg in VALUE_FLAGS
+        else:
+            return arg
+    return ""
+
+
+def reap() -> None:
+    """Stop the warmer and wait for it (the container's process has joined its cgroup)."""
+    global PID
+    if PID:
+        try:
+            os.kill(PID, _signal.SIGKILL)
+            os.waitpid(PID, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass  # reaped already (run's wait for any child)
+        PID = 0
+
+
+def _keep_warm(parent: int) -> None:
+    import time
+
+    procs = _own_procs()
+    if procs is None:
+        return
+    fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+    end = time.monotonic() + LIMIT
+    while time.monotonic() < end and os.getppid() == parent:
+        os.write(fd, b"0")
+        time.sleep(INTERVAL)
+
+
+def _own_procs() -> str | None:
+    """This process's cgroup.procs in the cgroup2 hierarchy (never a v1 one): writing
+    our pid there is a migration that moves nothing."""
+    with open("/proc/self/cgroup") as f:
+        own = next((line[3:].strip() for line in f if line.startswith("0::")), "")
+    if not own:
+        return None
+    found = []  # (mount point, our path below it) of each cgroup2 mount
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            root, point = fields[3], fields[4]
+            if fields[sep + 1] == "cgroup2" and (
+                    root == "/" or own == root or own.startswith(root + "/")):
+                found.append((point, own[len(root):] if root != "/" else own))
+    # the mount minirun uses (cgroups/host.find_v2_mount's choice)
+    found.sort(key=lambda m: (m[0] != "/sys/fs/cgroup", not m[0].startswith("/sys/fs/cgroup/")))
+    return f"{found[0][0]}{found[0][1].rstrip('/')}/cgroup.procs" if found else None

@@ -1,0 +1,56 @@
+"""What `run` and `exec` import (issue 11): the modules the lite layer keeps off the hot
+path stay off it, in the runtime and in its set-up processes. Checked through
+`python -X importtime` on the real launcher with real containers, not by timing."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import MINIRUN_BIN, TIMEOUT, under_runc
+
+pytestmark = [pytest.mark.minirun_only,
+              pytest.mark.skipif(under_runc(), reason="minirun's own imports")]
+
+# Each costs 1-5 ms of a run's ~40 (enum through re/socket/signal, collections, ...);
+# minirun/lite has what the path needs from them.
+HEAVY = {"re", "enum", "json", "socket", "signal", "selectors", "subprocess", "collections",
+         "copy", "typing", "functools", "dataclasses", "threading", "secrets", "random",
+         "prctl", "pyroute2", "google.protobuf", "asyncio", "logging", "tempfile", "shutil"}
+
+
+def _imports(runtime, *args: object) -> set[str]:
+    """The modules imported by `minirun ARGS` and the processes it forks."""
+    python = Path(MINIRUN_BIN).read_text().splitlines()[0][2:].split()[0]
+    argv = [python, "-IS", "-X", "importtime", *runtime.argv(*args)]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert res.returncode == 0, res.stderr
+    names = {line.rsplit("|", 1)[1].strip() for line in res.stderr.splitlines()
+             if line.startswith("import time:") and "|" in line}
+    assert "minirun.cli" in names, res.stderr[-2000:]  # the launcher did run, traced
+    return names
+
+
+def test_run_imports_nothing_heavy(runtime, bundle, cid):
+    names = _imports(runtime, "run", "--bundle", bundle(["true"]), cid())
+    assert "minirun.linux.init" in names  # the set-up processes' imports are in it too
+    assert not names & HEAVY, sorted(names & HEAVY)
+
+
+def test_exec_imports_nothing_heavy(runtime, bundle, cid):
+    c = cid()
+    r = runtime("run", "-d", "--bundle", bundle(["sleep", "100"]), c)
+    assert r.returncode == 0, r
+    try:
+        names = _imports(runtime, "exec", c, "true")
+        assert not names & HEAVY, sorted(names & HEAVY)
+    finally:
+        runtime("delete", "--force", c)
+
+
+def test_the_launcher_is_the_entry_that_warms_up():
+    first = Path(MINIRUN_BIN).read_text()
+    if not first.startswith("#!") or "python" not in first.splitlines()[0]:
+        pytest.skip(f"{MINIRUN_BIN} is not a Python launcher")
+    assert "from minirun.entry import main" in first, first
+    assert sys.version_info >= (3, 11)
