@@ -152,7 +152,6 @@ def _spawn(cid: str, st: dict, proc: dict, cfg: dict, opts: dict) -> int:
         raise MinirunError(f"--cgroup {opts['cgroup']}: the container has no cgroup")
     launch.sealed = sealed.exec_needs_seal(cfg, proc, cg.pids if cgroup_fd is not None else None,
                                            st["pid"])
-    warmup.go()
     session = SetupSession()
     try:
         close = [pidfd] if cgroup_fd is None else [pidfd, cgroup_fd]

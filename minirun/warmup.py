@@ -9,8 +9,8 @@ forked before the imports, starts migrating into its own cgroup once the contain
 cgroup is made, and again every few ms: the set-up processes' work covers its wait,
 and the kernel is in its "writer was recent" state when the container's process joins:
 
-    minirun (create/run/exec) ──fork──> warmer: waits for SIGUSR1 (at most 2 s)
-          │ imports, config, cgroup mkdir
+    minirun (create/run/exec) ──fork──> warmer: waits for SIGUSR1 (at most 2 s; exec,
+          │ imports, config, cgroup mkdir     which makes no cgroup, does not wait)
           ├── go(): SIGUSR1 ──────────────> write "0" to its own cgroup.procs (waits the
           │ set-up processes ...            grace period), again every 4 ms, for at most
           └── reap(): SIGKILL, wait ──────> 2 s or until minirun is gone
@@ -34,8 +34,10 @@ LIMIT = 2.0  # s: a create waiting on a slow hook stops warming
 def start(argv: list[str]) -> None:
     """Fork the warmer if the command will move a process into a cgroup (as root)."""
     global PID
-    if PID or os.geteuid() != 0 or command_of(argv) not in COMMANDS:
+    command = command_of(argv)
+    if PID or os.geteuid() != 0 or command not in COMMANDS:
         return
+    gated = command != "exec"
     parent = os.getpid()
     # SIGUSR1 blocked before the fork, so that go() can never come before the warmer
     # waits for it; our own mask is restored at once.
@@ -49,7 +51,9 @@ def start(argv: list[str]) -> None:
         PID = max(pid, 0)
         return
     try:
-        if _signal.sigtimedwait({_signal.SIGUSR1}, LIMIT) is not None:
+        # create/run make a cgroup first (its mkdir would wait behind our first write);
+        # exec joins an existing one within a few ms: start at once
+        if not gated or _signal.sigtimedwait({_signal.SIGUSR1}, LIMIT) is not None:
             _keep_warm(parent)
     finally:
         os._exit(0)
