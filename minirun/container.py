@@ -439,8 +439,12 @@ def _terminal_master(relay_end: socket.socket | None) -> int | None:
         return None
     relay_end.setblocking(False)
     try:
-        from minirun.terminal import copy_winsize, receive_master
+        relay_end.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return None  # no terminal: terminal.py (termios) not even imported
+    from minirun.terminal import copy_winsize, receive_master
 
+    try:
         master = receive_master(relay_end)
     except (BlockingIOError, MinirunError):
         return None

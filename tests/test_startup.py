@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.minirun_only,
 # minirun/lite has what the path needs from them.
 HEAVY = {"re", "enum", "json", "socket", "signal", "selectors", "subprocess", "collections",
          "copy", "typing", "functools", "dataclasses", "threading", "secrets", "random",
-         "prctl", "pyroute2", "google.protobuf", "asyncio", "logging", "tempfile", "shutil"}
+         "prctl", "pyroute2", "google.protobuf", "asyncio", "logging", "tempfile", "shutil",
+         "termios", "minirun.terminal"}
 
 
 def _imports(runtime, *args: object) -> set[str]:
