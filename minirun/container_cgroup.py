@@ -4,11 +4,13 @@ Every container gets a cgroup in the host's cgroup2 hierarchy (on a hybrid host,
 `unified` one): limits where the controllers are there, and on any host the freezer,
 cgroup.kill, the process list and the eBPF device filter.
 
-    create:  prepare() in the runtime, before fork: validate, mkdir, limits, devices,
-             and an fd on cgroup.procs the container's processes join through;
-             the set-up process roots a new cgroup namespace there; the init joins it
-             as its last set-up step (so Python's own memory, charged when its pages
-             were touched, stays outside the container's memory limit)
+    create:  prepare() in the runtime, while the set-up processes (forked first) work:
+             validate, mkdir, limits, devices, and the fds on cgroup.procs the
+             container's processes join through; they ask for them ("cgroup-info",
+             View) when they need them: the set-up process to root a new cgroup
+             namespace, the init to mount /sys/fs/cgroup and to join as its last
+             set-up step (so Python's own memory, charged when its pages were
+             touched, stays outside the container's memory limit)
     exec:    the process joins just before exec
     pause/resume/kill --all/ps/delete/events/update: by the path saved in state.json
 """
@@ -53,6 +55,47 @@ class Prepared:
         for fd in (self.procs_fd, self.own_fd, *self.v1_fds):
             if fd is not None:
                 os.close(fd)
+
+    def view_reply(self, with_fds: bool) -> dict:
+        """The "cgroup-info" reply to the set-up processes (see View), fds duplicated:
+        the reply's are closed once sent."""
+        fds = [self.procs_fd, *([self.own_fd] if self.own_fd is not None else []),
+               *self.v1_fds] if with_fds else []
+        return {"path": self.cg.path, "dir": self.cg.dir,
+                "unified": getattr(self.cg, "unified", True),
+                "v1_dirs": dict(self.v1.dirs) if self.v1 is not None else None,
+                "own": self.own_fd is not None and with_fds, "v1_fds": len(self.v1_fds)
+                if with_fds else 0, "_fds": [os.dup(fd) for fd in fds]}
+
+
+class View:
+    """The container's cgroup as its set-up processes see it. They are forked before
+    the runtime makes it (its kernel locks may wait out an RCU grace period meanwhile,
+    see warmup.py) and ask for it ("cgroup-info") only when they need it: to root a
+    cgroup namespace, to mount /sys/fs/cgroup, to join it last."""
+
+    def __init__(self, reply: dict, fds: list[int]) -> None:
+        self.path: str = reply["path"]
+        self.dir: str = reply["dir"]
+        self.unified: bool = reply["unified"]
+        self.v1_dirs: dict[str, str] | None = reply["v1_dirs"]
+        fds = list(fds)
+        self.procs_fd: int | None = fds.pop(0) if fds else None
+        self.own_fd: int | None = fds.pop(0) if reply["own"] else None
+        self.v1_fds: list[int] = fds[:reply["v1_fds"]]
+
+    def join_all(self) -> None:
+        from minirun.cgroups.cgroup import join
+
+        for fd in (self.procs_fd, *self.v1_fds):
+            join(fd)
+
+    def drop_fds(self) -> None:
+        """A sealed set-up process keeps no fd on a host cgroup.procs (linux/sealed.py)."""
+        for fd in (self.procs_fd, self.own_fd, *self.v1_fds):
+            if fd is not None:
+                os.close(fd)
+        self.procs_fd, self.own_fd, self.v1_fds = None, None, []
 
 
 def v2_mount() -> str:

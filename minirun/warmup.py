@@ -1,25 +1,24 @@
 """Take the kernel's cgroup-migration wait off `create`'s and `exec`'s critical path.
 
 A cgroup migration (a write to cgroup.procs) takes cgroup_threadgroup_rwsem for
-writing; after a quiet while that waits for an RCU grace period (~10 ms here), holding
-cgroup_mutex (so a cgroup mkdir meanwhile waits too). A migration within about one
-grace period of the previous one does not wait. The container's process joins its
-cgroup as its last set-up step (see container_cgroup.py). So a throw-away process,
-forked before the imports, starts migrating into its own cgroup once the container's
-cgroup is made, and again every few ms: the set-up processes' work covers its wait,
-and the kernel is in its "writer was recent" state when the container's process joins:
+writing; after a quiet while that waits for an RCU grace period (~10 ms here, more on a
+busy machine), holding cgroup_mutex (so a cgroup mkdir meanwhile waits too). A
+migration within about one grace period of the previous one does not wait. The
+container's process joins its cgroup as its last set-up step (see container_cgroup.py).
+So a throw-away process, forked before the imports, migrates into its own cgroup at
+once and again every few ms: its first wait passes while Python imports minirun, and
+the kernel is in its "writer was recent" state when the container's process joins.
+`create` makes the cgroup while the set-up processes work (container.py), so the mkdir
+that may wait behind the first write is off the critical path too:
 
-    minirun (create/run/exec) ──fork──> warmer: waits for SIGUSR1 (at most 2 s; exec,
-          │ imports, config, cgroup mkdir     which makes no cgroup, does not wait)
-          ├── go(): SIGUSR1 ──────────────> write "0" to its own cgroup.procs (waits the
-          │ set-up processes ...            grace period), again every 4 ms, for at most
-          └── reap(): SIGKILL, wait ──────> 2 s or until minirun is gone
+    minirun (create/run/exec) ──fork──> warmer: write "0" to its own cgroup.procs (waits
+          │ imports, config, set-up ...       the grace period), then again every 4 ms,
+          └── reap(): SIGKILL, wait ──────>   for at most 2 s or until minirun is gone
 
 No fd is opened in minirun (a pipe would take fds 3-4, which --preserve-fds hands to
-the container) and only `_signal` is used: this runs before any import.
+the container) and nothing is read there: this runs before any import.
 """
 
-import _signal
 import os
 
 COMMANDS = ("create", "run", "exec")
@@ -34,38 +33,18 @@ LIMIT = 2.0  # s: a create waiting on a slow hook stops warming
 def start(argv: list[str]) -> None:
     """Fork the warmer if the command will move a process into a cgroup (as root)."""
     global PID
-    command = command_of(argv)
-    if PID or os.geteuid() != 0 or command not in COMMANDS:
+    if PID or os.geteuid() != 0 or command_of(argv) not in COMMANDS:
         return
-    gated = command != "exec"
     parent = os.getpid()
-    # SIGUSR1 blocked before the fork, so that go() can never come before the warmer
-    # waits for it; our own mask is restored at once.
-    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGUSR1})
     try:
-        pid = os.fork()
+        PID = os.fork()
     except OSError:
-        pid = -1  # no warmer: only slower
-    if pid != 0:
-        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
-        PID = max(pid, 0)
-        return
-    try:
-        # create/run make a cgroup first (its mkdir would wait behind our first write);
-        # exec joins an existing one within a few ms: start at once
-        if not gated or _signal.sigtimedwait({_signal.SIGUSR1}, LIMIT) is not None:
-            _keep_warm(parent)
-    finally:
-        os._exit(0)
-
-
-def go() -> None:
-    """The container's cgroup exists: the warmer may take the lock now."""
-    if PID:
+        return  # no warmer: only slower
+    if PID == 0:
         try:
-            os.kill(PID, _signal.SIGUSR1)
-        except ProcessLookupError:
-            pass
+            _keep_warm(parent)
+        finally:
+            os._exit(0)
 
 
 def command_of(argv: list[str]) -> str:
@@ -86,7 +65,7 @@ def reap() -> None:
     global PID
     if PID:
         try:
-            os.kill(PID, _signal.SIGKILL)
+            os.kill(PID, 9)  # SIGKILL (the signal module costs what this one saves)
             os.waitpid(PID, 0)
         except (ProcessLookupError, ChildProcessError):
             pass  # reaped already (run's wait for any child)

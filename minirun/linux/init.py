@@ -8,11 +8,13 @@
 
 Both report to the runtime over one SOCK_SEQPACKET socket (JSON messages): each set-up
 step, "userns"/"timens" (please write my id maps / time offsets), "hooks" (run
-prestart and createRuntime), "seccomp-notify" (an fd for the agent), "pid" (the init's
-pid), "ready", or "error". The set-up process gets the runtime's "done" on a pipe of
-its own, and the init starts only once the runtime knows its pid (fork_gated), so no
-message is read by the wrong process. Nothing here returns: each process ends in
-execve or os._exit. `exec` uses the same machinery (exec_setup_process, at the end).
+prestart and createRuntime), "seccomp-notify" (an fd for the agent), "cgroup-info"
+(the container's cgroup and its cgroup.procs fds, which the runtime makes while we
+work), "pid" (the init's pid), "ready", or "error". The set-up process gets the
+runtime's "done" on a pipe of its own, and the init starts only once the runtime knows
+its pid (fork_gated), so no message is read by the wrong process. Nothing here
+returns: each process ends in execve or os._exit. `exec` uses the same machinery
+(exec_setup_process, at the end).
 """
 
 import os
@@ -81,7 +83,8 @@ class Launch:
         self.no_new_keyring = bool(opts.get("no_new_keyring"))
         self.debug = debug
         self.console: socket.socket | None = None
-        self.cgroup = None  # container_cgroup.Prepared, set by the runtime
+        self.cgroup = None  # container_cgroup.View, once asked for (cgroup_view)
+        self.cgroup_known = False
         # mounts[i] -> an O_PATH fd on its bind source, opened by the runtime (see above)
         self.bind_fds: dict[int, int] = {}
         self.bind_sources = any(m.get("type") == "bind" or {"bind", "rbind"} & set(
@@ -97,6 +100,20 @@ class Launch:
             from minirun import hooks  # noqa: F401 - loaded now: no Python library later
         if cfg["process"].get("terminal"):
             from minirun import terminal  # noqa: F401 - as hooks (termios costs 0.6 ms)
+
+    def cgroup_view(self, chan: Channel, fds: bool = True):
+        """The container's cgroup (None: it has none), asked of the runtime once; it
+        answers when the cgroup is made. `fds`: its cgroup.procs fds too (never to a
+        sealed init: linux/sealed.py)."""
+        if not self.cgroup_known:
+            from minirun.container_cgroup import View
+
+            chan.send({"type": "cgroup-info", "fds": fds})
+            reply, got = chan.recv_fds()
+            self.cgroup = None if reply.get("none") else View(reply, got)
+            self.own_cgroup = reply.get("own_dir", "")
+            self.cgroup_known = True
+        return self.cgroup
 
 
 def setup_process(launch: Launch, chan: Channel) -> None:
@@ -122,7 +139,8 @@ def _reexec_sealed(launch: Launch, chan: Channel) -> None:
     host_mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     keep = [chan.done_fd, host_mnt, *range(3, 3 + launch.preserve_fds)]
     if launch.cgroup is not None:
-        keep += [fd for fd in (launch.cgroup.procs_fd, launch.cgroup.own_fd) if fd is not None]
+        keep += [fd for fd in (launch.cgroup.procs_fd, launch.cgroup.own_fd,
+                               *launch.cgroup.v1_fds) if fd is not None]
     sealed.reexec(_setup_sealed, (launch, chan, host_mnt, time.monotonic()), keep)
 
 
@@ -164,7 +182,7 @@ def _setup_namespaces(launch: Launch, chan: Channel) -> None:
             if rootless:
                 syscalls.set_dumpable(False)
             namespaces.become_root_in_userns(launch.linux)
-        _unshare_rest(launch, tracer)
+        _unshare_rest(launch, chan, tracer)
         if launch.sealed:
             _drop_cgroup_fds(launch)
         if (launch.bind_sources and launch.host_euid == 0 and plan.has_new("user")
@@ -187,19 +205,20 @@ def _setup_namespaces(launch: Launch, chan: Channel) -> None:
     os._exit(0)
 
 
-def _unshare_rest(launch: Launch, tracer: Tracer) -> None:
+def _unshare_rest(launch: Launch, chan: Channel, tracer: Tracer) -> None:
     """unshare(2) the new namespaces; a new cgroup namespace is rooted at the cgroup of
     its creator, so step into the container's cgroup for that moment only (our memory
     is not to be charged to it)."""
-    cg = launch.cgroup
-    rooted = cg is not None and cg.own_fd is not None and launch.plan.has_new("cgroup")
-    if cg is not None and not getattr(cg.cg, "unified", True) and launch.plan.has_new("cgroup"):
+    new_ns = launch.plan.has_new("cgroup")
+    cg = launch.cgroup_view(chan) if new_ns else None
+    rooted = cg is not None and cg.own_fd is not None
+    if cg is not None and not cg.unified:
         # cgroup v1 only: into every hierarchy now, for good (runc's v1 order), so that
         # the namespace is rooted at the container's cgroups
-        with tracer.step("cgroup", f"join {cg.cg.path} (root of the cgroup namespace)"):
+        with tracer.step("cgroup", f"join {cg.path} (root of the cgroup namespace)"):
             cg.join_all()
     if rooted:
-        with tracer.step("cgroup", f"{cg.cg.path} (root of the cgroup namespace)"):
+        with tracer.step("cgroup", f"{cg.path} (root of the cgroup namespace)"):
             cgroup_join(cg.procs_fd)
     namespaces.unshare_rest(launch.plan, tracer)
     if rooted:
@@ -261,12 +280,9 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
             with tracer.step("link-up", "lo"):
                 syscalls.link_up("lo")
         in_userns = "user" in plan.new or "user" in plan.join
-        root = rootfs.Rootfs(launch.rootfs, tracer, in_userns, plan.has_new("cgroup"),
-                             launch.cgroup.cg.dir if launch.cgroup else launch.own_cgroup)
+        root = rootfs.Rootfs(launch.rootfs, tracer, in_userns, plan.has_new("cgroup"), "")
         root.bind_fds = launch.bind_fds
-        if launch.cgroup is not None and launch.cgroup.v1 is not None:
-            root.cgroup_v1 = dict(launch.cgroup.v1.dirs)
-            root.cgroup_v2 = getattr(launch.cgroup.cg, "unified", True)
+        root.resolve_cgroup = lambda r: _show_cgroup(r, launch, chan)
         root.prepare(cfg, launch.bundle)
         root.make_cwd(proc.get("cwd") or "/")
         state = _create_hooks(launch, chan, tracer)
@@ -294,14 +310,15 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
         env = process.process_env(proc)
         with tracer.step("find-executable", f"{proc['args'][0]} (process.args[0])"):
             path = process.find_executable(proc)
-        if launch.cgroup is not None:
+        cg = launch.cgroup_view(chan, fds=not launch.sealed)
+        if cg is not None:
             # Last: what Python allocated before stays charged outside the container.
-            with tracer.step("cgroup", f"join {launch.cgroup.cg.path}"):
+            with tracer.step("cgroup", f"join {cg.path}"):
                 if launch.sealed:
                     chan.send({"type": "cgroup"})
                     chan.recv()
                 else:
-                    launch.cgroup.join_all()
+                    cg.join_all()
         process.close_fds_for_exec(launch.preserve_fds)
         if launch.seccomp is not None and not proc.get("noNewPrivileges"):
             # Without no_new_privs the kernel wants CAP_SYS_ADMIN: load before dropping it
@@ -340,11 +357,20 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
 def _drop_cgroup_fds(launch: Launch) -> None:
     """A sealed init is seen by the processes of the pid namespace it joins: it gets no
     fd on a host cgroup.procs to reach through /proc/PID/fd (the runtime moves it)."""
-    cg = launch.cgroup
-    if cg is not None:
-        for fd in (cg.procs_fd, cg.own_fd):
-            if fd is not None:
-                os.close(fd)
+    if launch.cgroup is not None:
+        launch.cgroup.drop_fds()
+
+
+def _show_cgroup(root: rootfs.Rootfs, launch: Launch, chan: Channel) -> None:
+    """What the container's /sys/fs/cgroup shows (Rootfs asks when it mounts it)."""
+    cg = launch.cgroup_view(chan, fds=not launch.sealed)
+    if cg is None:
+        root.cgroup_dir = launch.own_cgroup
+        return
+    root.cgroup_dir = cg.dir
+    if cg.v1_dirs is not None:
+        root.cgroup_v1 = dict(cg.v1_dirs)
+        root.cgroup_v2 = cg.unified
 
 
 NOTIFY_MARK = b"\0seccomp-notify"  # on the exec.sock connection: an fd, not an error

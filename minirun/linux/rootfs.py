@@ -9,6 +9,7 @@ the path between the check and the mount.
 
 import os
 import stat
+from _collections_abc import Callable  # collections.abc without collections (1.5 ms)
 
 from minirun import syscalls as sc
 from minirun.errors import ConfigError, MinirunError, SyscallError
@@ -81,6 +82,9 @@ class Rootfs:
         # "cgroup" mount is runc's v1 layout (a tmpfs, one directory per hierarchy)
         self.cgroup_v1: dict[str, str] = {}
         self.cgroup_v2 = True  # the container has a cgroup2 directory (not v1 only)
+        # sets the three above when first needed: the runtime makes the cgroup while
+        # the set-up processes work (container.py)
+        self.resolve_cgroup: Callable[[Rootfs], None] | None = None
         self.fd = -1
         self.deferred_ro: list[tuple[str, int]] = []  # (destination, flags) to make ro
         self.bind_fds: dict[int, int] = {}  # mounts[i] -> O_PATH fd on its source
@@ -234,6 +238,9 @@ class Rootfs:
         data = ",".join(opts.data) or None
         fstype = "cgroup2" if kind == "cgroup" else kind
         target = fdpath(under)
+        if fstype == "cgroup2" and self.resolve_cgroup is not None:
+            self.resolve_cgroup(self)
+            self.resolve_cgroup = None
         if kind == "cgroup" and self.cgroup_v1 and not self.in_userns:
             self._mount_cgroup_v1(under, dest, opts)
             return

@@ -79,7 +79,7 @@ def test_create_killed_after_its_cgroup_was_made(runtime, bundle, cid):
     removes, cgroup included (the leak guard checks it)."""
     c = cid()
     rc, _ = _call(runtime, "create", "--bundle", bundle(["sleep", "1000"]), c,
-                  env={"MINIRUN_FAULT_AT": "set-up processes (until the init is ready)"})
+                  env={"MINIRUN_FAULT_AT": "set-up processes, once the cgroup is made"})
     assert rc != 0
     st = json.loads((runtime.root / c / "state.json").read_text())
     assert st["status"] == "creating" and st["cgroup"]["path"].endswith(c)
