@@ -67,3 +67,11 @@ def test_metrics_from_runc_stats():
     assert (m.pids.current, m.pids.limit) == (3, 64)
     assert list(m.cpu.usage.per_cpu) == [4, 1] and m.cpu.throttling.throttled_periods == 1
     assert (m.memory.usage.usage, m.memory.rss, m.memory.pg_fault) == (50, 11, 12)
+
+
+def test_socket_path_is_sha256_of_address_namespace():
+    import hashlib
+
+    want = hashlib.sha256(b"/run/containerd/containerd.sock.ttrpc/default/minirun").hexdigest()
+    assert main.socket_path("/run/containerd/containerd.sock.ttrpc", "default") == \
+        f"/run/containerd/s/{want}"

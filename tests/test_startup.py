@@ -3,6 +3,7 @@ path stay off it, in the runtime and in its set-up processes. Checked through
 `python -X importtime` on the real launcher with real containers, not by timing."""
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,15 @@ def test_the_launcher_is_the_entry_that_warms_up():
     if not first.startswith("#!") or "python" not in first.splitlines()[0]:
         pytest.skip(f"{MINIRUN_BIN} is not a Python launcher")
     assert "from minirun.entry import main" in first, first
+
+
+def test_the_shim_starts_without_heavy_imports():
+    """containerd runs the shim's `start` and `delete` for every container."""
+    python = Path(MINIRUN_BIN).read_text().splitlines()[0][2:].split()[0]
+    res = subprocess.run([python, "-IS", "-X", "importtime", "-c",
+                          f"import sys; sys.path[:0] = {sys.path!r}; import minirun.shim.main"],
+                         capture_output=True, text=True, timeout=TIMEOUT, check=True)
+    names = {line.rsplit("|", 1)[1].strip() for line in res.stderr.splitlines()
+             if line.startswith("import time:") and "|" in line}
+    assert "minirun.shim.main" in names
+    assert not names & (HEAVY | {"hashlib", "_hashlib"}), sorted(names & HEAVY)

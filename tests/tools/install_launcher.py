@@ -34,7 +34,7 @@ TEMPLATE = """\
 #!{python} -IS
 # Fast launcher written by tests/tools/install_launcher.py (make install).
 import sys; {inserts}
-from {module} import main; sys.exit(main())
+from {module} import {func}; sys.exit({func}())
 """
 
 
@@ -84,10 +84,11 @@ def install(venv: Path, links: list[Path]) -> Path:
         raise ValueError(f"shebang too long for the kernel ({len(shebang)} bytes): {shebang}")
     launcher = venv / "bin" / "minirun"
     write_atomic(launcher, TEMPLATE.format(python=python, inserts=inserts,
-                                           module="minirun.entry"))
+                                           module="minirun.entry", func="main"))
     # containerd runs the shim for every container start: the same fast start-up
     write_atomic(venv / "bin" / "containerd-shim-minirun-v1",
-                 TEMPLATE.format(python=python, inserts=inserts, module="minirun.shim.main"))
+                 TEMPLATE.format(python=python, inserts=inserts, module="minirun.shim.main",
+                                 func="entry"))
     for link in links:
         link = link.absolute()
         if link.resolve() == launcher.resolve() and link.is_symlink():
