@@ -59,7 +59,8 @@ PRELOAD = ("minirun.cli", "minirun.commands", "minirun.container", "minirun.cont
            "minirun.linux.rootfs", "minirun.linux.process", "minirun.linux.namespaces",
            "minirun.linux.capabilities", "minirun.linux.sealed", "minirun.cgroups.cgroup",
            "minirun.cgroups.validate", "minirun.cgroups.v1", "minirun.cgroups.devices",
-           "minirun.diagnose", "minirun.state", "minirun.config", "minirun.terminal")
+           "minirun.diagnose", "minirun.state", "minirun.config", "minirun.terminal",
+           "minirun.fieldnames")
 
 
 def run(listener: socket.socket, namespace: str, path: str) -> None:
