@@ -59,13 +59,13 @@ class Prepared:
     def view_reply(self, with_fds: bool) -> dict:
         """The "cgroup-info" reply to the set-up processes (see View), fds duplicated:
         the reply's are closed once sent."""
-        fds = [self.procs_fd, *([self.own_fd] if self.own_fd is not None else []),
-               *self.v1_fds] if with_fds else []
+        own = [self.own_fd] if self.own_fd is not None and with_fds else []
+        v1 = self.v1_fds if with_fds else []
+        fds = [self.procs_fd, *own, *v1] if with_fds else []
         return {"path": self.cg.path, "dir": self.cg.dir,
                 "unified": getattr(self.cg, "unified", True),
                 "v1_dirs": dict(self.v1.dirs) if self.v1 is not None else None,
-                "own": self.own_fd is not None and with_fds, "v1_fds": len(self.v1_fds)
-                if with_fds else 0, "_fds": [os.dup(fd) for fd in fds]}
+                "own": bool(own), "v1_fds": len(v1), "_fds": [os.dup(fd) for fd in fds]}
 
 
 class View:
@@ -85,7 +85,7 @@ class View:
         self.v1_fds: list[int] = fds[:reply["v1_fds"]]
 
     def join_all(self) -> None:
-        from minirun.cgroups.cgroup import join
+        from minirun.cgroups.cgroup import join  # loaded: linux/init.py imports it
 
         for fd in (self.procs_fd, *self.v1_fds):
             join(fd)

@@ -23,6 +23,7 @@ import time
 
 from minirun import syscalls, wire
 from minirun.cgroups.cgroup import join as cgroup_join
+from minirun.container_cgroup import View  # here, not lazily: used after pivot_root
 from minirun.linux import namespaces, process, rootfs, sealed
 from minirun.lite import json, signal, socket
 from minirun.steps import Tracer
@@ -106,8 +107,6 @@ class Launch:
         answers when the cgroup is made. `fds`: its cgroup.procs fds too (never to a
         sealed init: linux/sealed.py)."""
         if not self.cgroup_known:
-            from minirun.container_cgroup import View
-
             chan.send({"type": "cgroup-info", "fds": fds})
             reply, got = chan.recv_fds()
             self.cgroup = None if reply.get("none") else View(reply, got)
@@ -137,10 +136,8 @@ def _reexec_sealed(launch: Launch, chan: Channel) -> None:
     import time
 
     host_mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    # (no cgroup fd yet: the set-up processes ask for them later, see cgroup_view)
     keep = [chan.done_fd, host_mnt, *range(3, 3 + launch.preserve_fds)]
-    if launch.cgroup is not None:
-        keep += [fd for fd in (launch.cgroup.procs_fd, launch.cgroup.own_fd,
-                               *launch.cgroup.v1_fds) if fd is not None]
     sealed.reexec(_setup_sealed, (launch, chan, host_mnt, time.monotonic()), keep)
 
 

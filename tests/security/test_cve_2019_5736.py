@@ -323,3 +323,28 @@ def test_sealing_failure_is_one_clear_line(monkeypatch):
         sealed._private_readonly_mounts()
     assert str(e.value) == ("seal the set-up process (the container may hold CAP_SYS_PTRACE "
                             "without a user namespace): unshare: Operation not permitted (EPERM)")
+
+
+def test_sealed_create_without_a_cgroup_mount_joins_its_cgroup(runtime, bundle, cid):
+    """The runtime makes the cgroup while the set-up processes work; a sealed init
+    whose config mounts no /sys/fs/cgroup first asks for it after pivot_root, gets no
+    fd (the runtime moves it), and still ends up in it."""
+    a = cid("ns")
+    runtime.ok("run", "-d", "--bundle", bundle(["sleep", "1000"]), a)
+    try:
+        def edit(cfg: dict) -> None:
+            _joining_pid_ns_of(runtime.state(a)["pid"])(cfg)
+            cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] != "/sys/fs/cgroup"]
+
+        b = cid("sealed")
+        r = runtime("--debug", "create", "--bundle", bundle(["sleep", "1000"], edit), b)
+        assert r.returncode == 0, r
+        assert "step seal" in r.stderr, r  # the sealed path was taken
+        pid = runtime.state(b)["pid"]
+        with open(f"/proc/{pid}/cgroup") as f:
+            assert any(ln.startswith("0::") and ln.endswith(f"/{b}")
+                       for ln in f.read().splitlines())
+        runtime.ok("delete", "--force", b)
+        reap_zombie_children()
+    finally:
+        runtime("delete", "--force", a)
