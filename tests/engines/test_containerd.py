@@ -7,12 +7,15 @@ the harness (``conftest.py``) checks that nothing is left behind.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from .conftest import (
+    IMAGE,
     cgroups_of,
     children_table,
     engine_v1_mount,
@@ -30,6 +33,7 @@ LOOP = 'trap "exit 7" TERM; while :; do sleep 0.1; done'
 COUNTER = ('trap "exit 7" TERM; i=0; while :; do i=$((i+1)); '
            'echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.05; done')
 TWO_SLEEPS = "sleep 1000 & sleep 1001 & wait"
+FIFO_DIR = Path("/run/containerd/fifo")  # ctr's stdio fifos, one directory per task
 
 
 def start(ctr, script: str) -> tuple[str, int]:
@@ -245,3 +249,30 @@ def test_containerd_restarted_while_a_container_runs(ctr):
     assert r.returncode == 0, r
     ctr.wait_status(c, "STOPPED")
     remove(ctr, c)
+
+
+def test_ctr_killed_container_lives(ctr):
+    # `ctr run` (no -d) reads the container's output from containerd's fifos; killed,
+    # it stops reading. As with runc's shim, the container writes on (into the fifo,
+    # which its shim holds open for reading too) instead of dying of SIGPIPE.
+    c = ctr.cid()
+    argv = ctr.session.argv("run", *ctr.runtime_flags, IMAGE, c, "sh", "-c",
+                            'trap "exit 7" TERM; while :; do echo tick; sleep 0.02; done')
+    err = ctr.host.scratch / f"{c}.ctr.err"
+    with open(err, "wb") as err_f:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=err_f)
+    try:
+        assert p.stdout.readline() == b"tick\n", err.read_text()
+        fifos = {d for d in FIFO_DIR.iterdir()} if FIFO_DIR.is_dir() else set()
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+    time.sleep(1)  # ~50 writes with nobody reading
+    assert ctr.status(c) == "RUNNING", ctr("task", "ls")
+    remove(ctr, c)
+    # a killed ctr leaves its fifos (its own to remove): not the runtime's leak
+    for d in (FIFO_DIR.iterdir() if FIFO_DIR.is_dir() else []):
+        if d in fifos and any(n.name.startswith(c) for n in d.iterdir()):
+            shutil.rmtree(d)
