@@ -16,7 +16,10 @@ def main() -> None:
     warmup.start(sys.argv[1:])  # before the imports below, which it overlaps
     from minirun.cli import main as cli_main
 
-    code = cli_main()
+    try:
+        code = cli_main()
+    finally:
+        warmup.reap()  # a command that failed before reaching create or exec leaves none
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -66,3 +66,23 @@ def test_the_shim_starts_without_heavy_imports():
              if line.startswith("import time:") and "|" in line}
     assert "minirun.shim.main" in names
     assert not names & (HEAVY | {"hashlib", "_hashlib"}), sorted(names & HEAVY)
+
+
+@pytest.mark.parametrize("argv", [["run", "--no-such-flag", "x"],
+                                  ["exec", "no-such-container", "true"],
+                                  ["run", "--bundle", "/no/such/bundle", "x"]])
+def test_the_warmer_never_outlives_minirun(runtime, argv):
+    """The process warmup.py forks is reaped even when the command fails early: run
+    as a subreaper, nothing is left to re-parent to us once minirun has exited."""
+    code = (
+        "import ctypes, os, subprocess, sys\n"
+        "ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER\n"
+        "rc = subprocess.run(sys.argv[1:], capture_output=True).returncode\n"
+        "left = [int(d) for d in os.listdir('/proc') if d.isdigit()\n"
+        "        and open(f'/proc/{d}/stat').read().rsplit(')', 1)[1].split()[1]\n"
+        "        == str(os.getpid())]\n"
+        "print(rc, left)\n")
+    res = subprocess.run([sys.executable, "-c", code, *runtime.argv(*argv)],
+                         capture_output=True, text=True, timeout=TIMEOUT, check=True)
+    rc, left = res.stdout.split(" ", 1)
+    assert rc != "0" and left.strip() == "[]", res.stdout
