@@ -169,6 +169,7 @@ def _spawn(cid: str, st: dict, proc: dict, cfg: dict, opts: dict) -> int:
             "cgroup": lambda m: _join_all(cgroup_fd, st, session.target_pid),
         }
         session.listen(until=None, handlers=handlers)  # end of file: it exec'd (or died)
+        warmup.reap()  # it has joined its cgroup: no need to keep warm while it runs
         pid = session.target_pid
         os.waitpid(session.child, 0)
         session.pids.remove(session.child)
