@@ -242,5 +242,12 @@ def _console(proc: dict, opts: dict, detach: bool):
         return connect_console_socket(path), None
     if detach:
         raise MinirunError("exec --tty --detach needs --console-socket to hand the terminal to")
+    from minirun.terminal import caller_winsize
+
+    size = caller_winsize()
+    if size and not proc.get("consoleSize"):
+        # set by the process on its pty before it execs (as `run` does before `start`):
+        # copied after, its first `stty size` could still see 0 0
+        proc["consoleSize"] = size
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     return theirs, ours

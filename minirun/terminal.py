@@ -147,6 +147,16 @@ class Relay:
                 _write_all(self.master, data)
 
 
+def caller_winsize(fd: int = 0) -> dict | None:
+    """The window size of our terminal as a process.consoleSize (None if fd is none)."""
+    try:
+        packed = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+    except OSError:
+        return None
+    rows, cols = struct.unpack("HHHH", packed)[:2]
+    return {"height": rows, "width": cols} if rows and cols else None
+
+
 def copy_winsize(src: int, dst: int) -> None:
     """The user's window size onto the container's pty (nothing if src is no tty)."""
     try:
