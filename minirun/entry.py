@@ -20,6 +20,11 @@ def main() -> None:
         code = cli_main()
     finally:
         warmup.reap()  # a command that failed before reaching create or exec leaves none
+    exit_now(code)
+
+
+def exit_now(code: int) -> None:
+    """Flush stdout and stderr, then end the process without the interpreter's teardown."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

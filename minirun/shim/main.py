@@ -227,13 +227,9 @@ def _varint(n: int) -> bytes:
 def entry() -> None:
     """The program (launcher and console script): main(), then exit without the
     interpreter's teardown, as minirun.entry does."""
-    code = main()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
+    from minirun.entry import exit_now
+
+    exit_now(main())
 
 
 def main(argv: list[str] | None = None) -> int:
