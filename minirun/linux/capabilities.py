@@ -35,31 +35,43 @@ def last_cap() -> int:
         return len(CAPABILITIES) - 1
 
 
-def apply_bounding(keep: list[int]) -> None:
-    """Drop from the bounding set every capability not in `keep` (needs CAP_SETPCAP)."""
+def bounding_drops(keep: list[int]) -> list[int]:
+    """What apply_bounding will drop: every capability not in `keep` still in the set."""
     wanted = set(keep)
-    for cap in range(last_cap() + 1):
-        if cap not in wanted and _prctl.prctl(_prctl.PR_CAPBSET_READ, cap):
-            _prctl.prctl(_prctl.PR_CAPBSET_DROP, cap)
+    return [cap for cap in range(last_cap() + 1)
+            if cap not in wanted and _prctl.prctl(_prctl.PR_CAPBSET_READ, cap)]
 
 
-def apply_sets(caps: dict[str, list[int]]) -> None:
-    """Set effective/permitted/inheritable exactly, then raise the ambient ones."""
+def apply_bounding(drops: list[int]) -> None:
+    """Drop those from the bounding set (needs CAP_SETPCAP)."""
+    for cap in drops:
+        _prctl.prctl(_prctl.PR_CAPBSET_DROP, cap)
+
+
+def plan_sets(caps: dict[str, list[int]]) -> tuple[list[int], ...]:
+    """_prctl.set_caps' six lists: effective, permitted, inheritable to raise, then the
+    same three to clear (every capability is one or the other: the sets come out exact)."""
     everything = range(last_cap() + 1)
-    raised, dropped = [], []  # per set, in _prctl.set_caps's order
-    for name in ("effective", "permitted", "inheritable"):
-        wanted = set(caps[name])
-        raised.append([c for c in everything if c in wanted])
-        dropped.append([c for c in everything if c not in wanted])
+    wanted = [set(caps[name]) for name in ("effective", "permitted", "inheritable")]
+    return (*([c for c in everything if c in w] for w in wanted),
+            *([c for c in everything if c not in w] for w in wanted))
+
+
+def ambient_raises(caps: dict[str, list[int]]) -> list[int]:
+    """The kernel only lets a capability be ambient if it is permitted and inheritable;
+    runc skips the others silently (runc spec lists ambient caps but no inheritable
+    ones), so the same bundle gives the same process here."""
+    possible = set(caps["permitted"]) & set(caps["inheritable"])
+    return [cap for cap in caps["ambient"] if cap in possible]
+
+
+def apply_sets(sets: tuple[list[int], ...], ambient: list[int]) -> None:
+    """Set effective/permitted/inheritable exactly (plan_sets), then raise the ambient
+    ones (ambient_raises). Only syscalls: it runs after the cgroup join."""
     try:
-        _prctl.set_caps(*raised, *dropped)
+        _prctl.set_caps(*sets)
     except OSError as e:
         raise SyscallError("capset", e.errno or 1, "process.capabilities") from e
     syscalls.ambient_clear()
-    # The kernel only lets a capability be ambient if it is permitted and inheritable;
-    # runc skips the others silently (runc spec lists ambient caps but no inheritable
-    # ones), so the same bundle gives the same process here.
-    possible = set(caps["permitted"]) & set(caps["inheritable"])
-    for cap in caps["ambient"]:
-        if cap in possible:
-            syscalls.ambient_raise(cap, CAPABILITIES[cap])
+    for cap in ambient:
+        syscalls.ambient_raise(cap, CAPABILITIES[cap])

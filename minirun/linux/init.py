@@ -307,9 +307,11 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
         env = process.process_env(proc)
         with tracer.step("find-executable", f"{proc['args'][0]} (process.args[0])"):
             path = process.find_executable(proc)
+        user = process.UserSwitch(proc, in_userns)  # its Python work, before the join
         cg = launch.cgroup_view(chan, fds=not launch.sealed)
         if cg is not None:
-            # Last: what Python allocated before stays charged outside the container.
+            # Last: what Python allocated before stays charged outside the container
+            # (after it only syscalls: each page written is the container's).
             with tracer.step("cgroup", f"join {cg.path}"):
                 if launch.sealed:
                     chan.send({"type": "cgroup"})
@@ -321,7 +323,7 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
             # Without no_new_privs the kernel wants CAP_SYS_ADMIN: load before dropping it
             # (runc's order); only the user switch follows (and `start`'s handshake).
             _load_seccomp(launch.seccomp, tracer, lambda fd: _notify_via(chan, fd))
-        process.switch_user(proc, in_userns, tracer)
+        process.switch_user(user, tracer)
         if proc.get("noNewPrivileges"):
             process.set_no_new_privs(tracer)
         syscalls.set_pdeathsig(0)  # the set-up process exits once we are ready
@@ -517,11 +519,12 @@ def exec_process_main(launch: ExecLaunch, chan: Channel) -> None:
         env = process.process_env(proc)
         with tracer.step("find-executable", f"{proc['args'][0]} (process.args[0])"):
             path = process.find_executable(proc)
+        user = process.UserSwitch(proc, "user" in launch.kinds)  # before the join, as init
         process.close_fds_for_exec(launch.preserve_fds)
         _exec_join_cgroup(launch, chan)  # before the filter can refuse our messages
         if launch.seccomp is not None and not nnp:
             _load_seccomp(launch.seccomp, tracer, lambda fd: _notify_via(chan, fd))
-        process.switch_user(proc, "user" in launch.kinds, tracer)
+        process.switch_user(user, tracer)
         if nnp:
             process.set_no_new_privs(tracer)
         if launch.seccomp is not None and nnp:

@@ -73,27 +73,44 @@ def cap_numbers(proc: dict) -> dict[str, list[int]]:
     return out
 
 
-def switch_user(proc: dict, in_userns: bool, tracer: Tracer) -> None:
+class UserSwitch:
+    """process.user and the capabilities, worked out before the cgroup join: after it,
+    every page Python writes (an allocation, a reference count on a page shared with the
+    runtime) is charged to the container's memory.max, so switch_user only makes the
+    syscalls."""
+
+    __slots__ = ("uid", "gid", "groups", "umask", "drops", "sets", "ambient", "label")
+
+    def __init__(self, proc: dict, in_userns: bool) -> None:
+        user = proc.get("user") or {}
+        self.uid, self.gid = user.get("uid", 0), user.get("gid", 0)
+        allowed = not in_userns or _setgroups_allowed()
+        self.groups = (user.get("additionalGids") or []) if allowed else None
+        self.umask = user.get("umask")
+        caps = cap_numbers(proc)
+        self.drops = capabilities.bounding_drops(caps["bounding"])
+        self.sets = capabilities.plan_sets(caps)
+        self.ambient = capabilities.ambient_raises(caps)
+        self.label = f"uid={self.uid} gid={self.gid} (process.user)"
+
+
+def switch_user(plan: UserSwitch, tracer: Tracer) -> None:
     """Bounding set, groups, gid, uid and the capability sets (needs root until the end)."""
-    user = proc.get("user") or {}
-    uid, gid = user.get("uid", 0), user.get("gid", 0)
-    caps = cap_numbers(proc)
     with tracer.step("capabilities", "bounding (process.capabilities.bounding)"):
-        capabilities.apply_bounding(caps["bounding"])
-    with tracer.step("user", f"uid={uid} gid={gid} (process.user)"):
+        capabilities.apply_bounding(plan.drops)
+    with tracer.step("user", plan.label):
         _prctl.prctl(_prctl.PR_SET_KEEPCAPS, 1)
-        groups = user.get("additionalGids") or []
-        if not in_userns or _setgroups_allowed():
-            os.setgroups(groups)
-        os.setresgid(gid, gid, gid)
-        os.setresuid(uid, uid, uid)
+        if plan.groups is not None:
+            os.setgroups(plan.groups)
+        os.setresgid(plan.gid, plan.gid, plan.gid)
+        os.setresuid(plan.uid, plan.uid, plan.uid)
         _prctl.prctl(_prctl.PR_SET_KEEPCAPS, 0)
         # A uid change makes the process dumpable again: stay non-dumpable until exec.
         syscalls.set_dumpable(False)
     with tracer.step("capabilities", "effective permitted inheritable ambient"):
-        capabilities.apply_sets(caps)
-    if "umask" in user:
-        os.umask(user["umask"])
+        capabilities.apply_sets(plan.sets, plan.ambient)
+    if plan.umask is not None:
+        os.umask(plan.umask)
 
 
 def _setgroups_allowed() -> bool:
