@@ -303,7 +303,11 @@ def delete_crashed_sessions_containers(sessions: Path, current: Path,
     done = []
     now = time.time()
     for state in sorted(sessions.glob("pytest-*/*/root-*/*/state.json")):
-        if current in state.parents or now - state.stat().st_mtime < older_than:
+        try:
+            age = now - state.stat().st_mtime
+        except FileNotFoundError:
+            continue  # deleted meanwhile: that session is alive (or cleaned up)
+        if current in state.parents or age < older_than:
             continue
         root, cid = state.parent.parent, state.parent.name
         binary = RUNC_BIN if root.name == "root-runc" else MINIRUN_BIN

@@ -140,3 +140,12 @@ def test_containers_of_a_crashed_test_session_are_deleted_by_their_state(
     assert done == [f"{root}/{old}"]
     assert not (root / old).exists() and not cgroup.exists()
     assert (root / fresh / "state.json").exists()  # recent: maybe a session still running
+
+
+def test_crashed_session_scan_skips_state_that_vanishes(tmp_path, monkeypatch):
+    # Another live session (the VM guest sees the host's /tmp) may delete a container
+    # between the scan's glob and its stat: skipped, not a FileNotFoundError.
+    sessions = tmp_path / "sessions"
+    gone = sessions / "pytest-3" / "test_y0" / "root-minirun" / "gone" / "state.json"
+    monkeypatch.setattr(Path, "glob", lambda self, pattern: iter([gone]))  # found, then gone
+    assert delete_crashed_sessions_containers(sessions, sessions / "pytest-4") == []
