@@ -30,7 +30,7 @@ VM_CPUS     ?= 2
 VM_MEMORY   ?= 2G
 # empty: build/vm/results, or $(VM_CACHE)/results when the checkout is hidden in the guest
 VM_RESULTS  ?=
-VM_BENCH_ARGS ?=
+VM_BENCH_ARGS ?= --low 64K  # below the goal (256 KiB), so the figure is exact
 VM_RUN = $(VM_PYTHON) -I tests/vm/run.py --cache $(VM_CACHE) --timeout $(VM_TIMEOUT) \
          --cpus $(VM_CPUS) --memory $(VM_MEMORY) $(if $(VM_RESULTS),--results $(VM_RESULTS))
 
