@@ -5,8 +5,6 @@ parse is handed to the real `json`, which raises its usual JSONDecodeError (so e
 messages keep their line and column); `indent` or any other option goes there too.
 """
 
-
-
 try:
     import _json
 except ImportError:  # an interpreter without the C accelerator: the real module

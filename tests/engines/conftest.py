@@ -59,6 +59,7 @@ from pathlib import Path
 
 import pytest
 
+from .cgtree import rmdir_tree  # noqa: F401 - test_cri imports it from here
 from .image import DEFAULT_NAME as IMAGE
 from .image import build_oci_archive
 
@@ -277,20 +278,6 @@ def v1_cgroup_dirs() -> set[str]:
             dirnames[:] = [d for d in dirnames if d != "process_api"]
             out.update(os.path.join(dirpath, d) for d in dirnames)
     return out
-
-
-def rmdir_tree(top: Path) -> list[str]:
-    """rmdir a cgroup (or any directory of empty directories) bottom-up; returns
-    what could not be removed."""
-    left = []
-    if not top.is_dir():
-        return left
-    for dirpath, _, _ in sorted(os.walk(top), key=lambda t: -len(t[0])):
-        try:
-            os.rmdir(dirpath)
-        except OSError as e:
-            left.append(f"{dirpath}: {e.strerror}")
-    return left
 
 
 # --------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "engines"))
+from cgtree import rmdir_tree  # noqa: E402
 from image import DEFAULT_NAME as IMAGE  # noqa: E402
 from image import build_oci_archive  # noqa: E402
 
@@ -60,19 +61,6 @@ def cgroup_mounts() -> list[Path]:
             if right.split()[0] in ("cgroup", "cgroup2"):
                 out.append(Path(left.split()[4]))
     return out
-
-
-def rmdir_tree(top: Path) -> list[str]:
-    """rmdir top and the empty cgroups below it, deepest first; what could not go."""
-    if not top.is_dir():
-        return []
-    left = []
-    for d, _, _ in sorted(os.walk(top), key=lambda t: -len(t[0])):
-        try:
-            os.rmdir(d)
-        except OSError as e:
-            left.append(f"{d}: {e.strerror}")
-    return left
 
 
 def rss_kib(pid: int) -> int:
