@@ -14,13 +14,25 @@ from minirun import warmup
 
 def main() -> None:
     warmup.start(sys.argv[1:])  # before the imports below, which it overlaps
-    from minirun.cli import main as cli_main
+    if warmup.asks_for_bridge(sys.argv[1:]):
+        from minirun.network import helper
 
+        helper.start_early()  # its imports overlap ours and the container's set-up
     try:
+        from minirun.cli import main as cli_main
+
         code = cli_main()
     finally:
         warmup.reap()  # a command that failed before reaching create or exec leaves none
+        _dismiss_network_helper()
     exit_now(code)
+
+
+def _dismiss_network_helper() -> None:
+    """The early network helper, if create never took it (it failed first)."""
+    helper = sys.modules.get("minirun.network.helper")
+    if helper is not None:
+        helper.dismiss_early()
 
 
 def exit_now(code: int) -> None:

@@ -8,6 +8,8 @@ process). Each process is a track of its own:
     track 1  minirun (the runtime)   phases, fork, messages, hooks, network, start, wait
     track 2  set-up process          namespaces it joins or makes, id maps, fork of init
     track 3  container init          mounts, pivot_root, user, capabilities, cgroup join
+    track 4  network helper          its imports, the bridge, veth and nftables steps
+                                     (--network bridge only: network/helper.py)
 
 The file is written when the command ends, whether it succeeded or not:
 `{"traceEvents": [{"name", "ph", "ts", "dur", "pid", "tid", "args"}, ...]}`, times in
@@ -19,7 +21,9 @@ from __future__ import annotations
 import os
 import time
 
-TRACKS = {1: "minirun (runtime)", 2: "set-up process", 3: "container init"}
+TRACKS = {1: "minirun (runtime)", 2: "set-up process", 3: "container init",
+          4: "network helper"}
+HELPER_TRACK = 4
 
 
 class Recorder:
@@ -29,6 +33,7 @@ class Recorder:
         self.t0 = time.perf_counter()
         self.events: list[dict] = []
         self.setup_pid = 0  # the set-up process's host pid: its steps go on track 2
+        self.default_track = 1  # this process's own steps (the network helper's: 4)
 
     def _us(self, t: float) -> float:
         return round((t - self.t0) * 1e6, 1)
@@ -46,14 +51,15 @@ class Recorder:
 
     def track_of(self, pid: int | None) -> int:
         if pid is None or pid == os.getpid():
-            return 1
+            return self.default_track
         return 2 if pid == self.setup_pid else 3
 
     def write(self, status: str) -> None:
         import json
 
+        used = {1, 2, 3} | {e["pid"] for e in self.events}
         meta = [{"name": "process_name", "ph": "M", "pid": t, "tid": t, "args": {"name": n}}
-                for t, n in TRACKS.items()]
+                for t, n in TRACKS.items() if t in used]
         self.span(f"minirun {self.command}", self.t0, time.perf_counter() - self.t0,
                   args={"status": status})
         doc = {"traceEvents": meta + self.events, "displayTimeUnit": "ms"}
@@ -104,4 +110,5 @@ class Span:
     def __exit__(self, kind, exc, tb) -> None:
         if ACTIVE is not None:
             args = {"error": str(exc)} if exc is not None else None
-            ACTIVE.span(self.name, self.t0, time.perf_counter() - self.t0, 1, args)
+            ACTIVE.span(self.name, self.t0, time.perf_counter() - self.t0,
+                        ACTIVE.default_track, args)

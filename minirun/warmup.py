@@ -17,6 +17,9 @@ that may wait behind the first write is off the critical path too:
 
 No fd is opened in minirun (a pipe would take fds 3-4, which --preserve-fds hands to
 the container) and nothing is read there: this runs before any import.
+
+asks_for_bridge(argv) tells the program, as cheaply, to fork the network helper at
+start too (network/helper.py): its 20-40 ms of imports then overlap minirun's own.
 """
 
 import os
@@ -58,6 +61,25 @@ def command_of(argv: list[str]) -> str:
         else:
             return arg
     return ""
+
+
+def asks_for_bridge(argv: list[str]) -> bool:
+    """Whether a create or run command line asks for bridge networking (--network
+    bridge, or an option that only a bridge takes). A miss costs nothing but speed:
+    create then forks the helper once config.json is read."""
+    if os.geteuid() != 0 or command_of(argv) not in ("create", "run"):
+        return False
+    for i, arg in enumerate(argv):
+        if arg == "--network":
+            if argv[i + 1:i + 2] == ["bridge"]:
+                return True
+        elif arg == "--network=bridge" or arg.startswith(_BRIDGE_ONLY):
+            return True
+    return False
+
+
+# Options that only a bridge takes (the first also as -pH:C and -p=H:C)
+_BRIDGE_ONLY = ("-p", "--publish", "--subnet", "--bridge", "--ip")
 
 
 def reap() -> None:

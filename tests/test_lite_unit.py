@@ -159,3 +159,16 @@ def test_warmup_knows_the_value_taking_global_flags():
     (["--log-format", "json", "state", "run"], "state"), ([], "")])
 def test_warmup_reads_the_command_word(argv, command):
     assert warmup.command_of(argv) == command
+
+
+@pytest.mark.parametrize(("argv", "bridge"), [
+    (["run", "--network", "bridge", "c"], True), (["create", "--network=bridge", "c"], True),
+    (["--root", "/r", "run", "-p", "80:80", "c"], True), (["run", "-p80:80", "c"], True),
+    (["run", "--publish=1:2", "c"], True), (["create", "--subnet", "10.9.0.0/24", "c"], True),
+    (["run", "--network", "none", "c"], False), (["run", "--network", "/run/netns/x"], False),
+    (["run", "c"], False), (["exec", "--network", "bridge", "c"], False),
+    (["--root", "-p", "state", "c"], False), (["run", "--network"], False),
+    (["run", "--pid-file", "p", "c"], False)])
+def test_warmup_tells_a_bridge_command_line(argv, bridge, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert warmup.asks_for_bridge(argv) is bridge

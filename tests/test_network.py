@@ -18,7 +18,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,10 +26,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, TIMEOUT, TOOLS, CaseCtx, Runtime
 
-sys.path.insert(0, str(REPO))  # the module under test, from this checkout
-
-from minirun import network  # noqa: E402
-from minirun.errors import MinirunError  # noqa: E402
+from minirun import network
+from minirun.errors import MinirunError
+from minirun.network.request import parse_publish
 
 pytestmark = pytest.mark.minirun_only
 
@@ -308,18 +306,35 @@ def test_request_errors(flags: dict, annotations: dict, message: str) -> None:
 
 def test_importing_the_module_is_cheap() -> None:
     """The default path (no network) must not import pyroute2 (~80 ms) or parse
-    anything; asking for a bridge still imports nothing heavy until setup."""
+    anything; asking for a bridge with ports and a bridge name still imports nothing
+    heavy until setup: not even re or ipaddress (~6 ms on create's path, issue 11),
+    which only an explicit --subnet or --ip needs."""
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import minirun.network as n; "
         "assert n.request_from({'network': None, 'publish': []}, {'a': 'b'}) is None; "
         "heavy = ('ipaddress', 're'); print(sorted(m for m in sys.modules if m in heavy)); "
-        "n.request_from({'network': 'bridge', 'publish': ['1:2']}, {}); "
-        "print(sorted(m for m in sys.modules if m.startswith(('pyroute2', 'asyncio'))))"
+        "n.request_from({'network': 'bridge', 'publish': ['1:2', '3:4/udp'], "
+        "'bridge': 'br-x.1'}, {}); "
+        "print(sorted(m for m in sys.modules if m in heavy or "
+        "m.startswith(('pyroute2', 'asyncio'))))"
     )
     out = subprocess.run([PYTHON, "-I", "-S", "-c", code, str(REPO)], capture_output=True,
                          text=True, check=True).stdout.split("\n")
     assert out[0] == "[]", out
     assert out[1] == "[]", out
+
+
+@pytest.mark.parametrize("spec", ["80:80/", "80:80/TCP", ":80", "80:", "123456:1", "a:b",
+                                  "80:80/tcp/x", "80:80:90", "\uff11:2", " 80:80x"])
+def test_publish_malformed(spec: str) -> None:
+    with pytest.raises(MinirunError, match="invalid port mapping"):
+        parse_publish(spec)
+
+
+def test_publish_forms() -> None:
+    assert parse_publish("8080:80") == (8080, 80, "tcp")
+    assert parse_publish("53:5353/udp") == (53, 5353, "udp")
+    assert parse_publish("65535:1/tcp") == (65535, 1, "tcp")
 
 
 def test_setup_imports_only_pyroute2s_rtnl_messages() -> None:
@@ -789,6 +804,39 @@ def test_cli_setup_in_a_helper_started_early(lab: Lab, cli) -> None:
     assert "network set-up: its helper process" in p.stderr
     assert "died: killed by signal 9" in p.stderr
     assert not (lab.root / cid).exists()
+    lab.assert_clean()
+
+
+def test_cli_helper_steps_on_a_track_of_their_own(lab: Lab, cli) -> None:
+    """The helper forked at program start (the command line asks for a bridge) sends
+    its steps, its imports included, to the runtime's trace, on track 4, while the
+    runtime's own "network" phase (its wait for them) stays on track 1."""
+    b = str(lab.bundle(["true"]))
+    trace_file = lab.ctx.tmp / "trace.json"
+    r = cli("run", "--network", "bridge", "--trace", str(trace_file), "--bundle", b,
+            lab.ctx.new_id())
+    assert r.returncode == 0, r.stderr
+    events = json.loads(trace_file.read_text())["traceEvents"]
+    tracks = {e["pid"]: e["args"]["name"] for e in events if e["ph"] == "M"}
+    assert tracks[4] == "network helper", tracks
+    on = {name: {e["pid"] for e in events if e["name"] == name}
+          for name in ("import pyroute2's rtnl messages (helper)", "bridge and address lease",
+                       "veth pair, eth0 address and route", "network")}
+    assert on == {"import pyroute2's rtnl messages (helper)": {4},
+                  "bridge and address lease": {4}, "veth pair, eth0 address and route": {4},
+                  "network": {1}}, on
+    lab.assert_clean()
+
+
+def test_cli_helper_pipes_stay_clear_of_preserved_fds(lab: Lab, cli) -> None:
+    """--preserve-fds N hands fds 3..3+N-1 to the container: the early helper's pipes,
+    made before anything else, must not land there (the container could then talk to
+    the helper), and the check that those fds exist must still see them closed."""
+    b = str(lab.bundle(["true"]))
+    r = cli("run", "--network", "bridge", "--preserve-fds", "4", "--bundle", b,
+            lab.ctx.new_id())
+    assert r.returncode != 0
+    assert "preserved-fd" in r.stderr and "fd 3: Bad file descriptor" in r.stderr, r.stderr
     lab.assert_clean()
 
 
