@@ -18,6 +18,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,9 +26,12 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, TIMEOUT, TOOLS, CaseCtx, Runtime
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minirun import network
 from minirun.errors import MinirunError
+from minirun.network import ipv4
 from minirun.network.request import parse_publish
 
 pytestmark = pytest.mark.minirun_only
@@ -335,6 +339,30 @@ def test_publish_forms() -> None:
     assert parse_publish("8080:80") == (8080, 80, "tcp")
     assert parse_publish("53:5353/udp") == (53, 5353, "udp")
     assert parse_publish("65535:1/tcp") == (65535, 1, "tcp")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 32), st.integers(0, 2**32 - 1),
+       st.integers(0, 32))
+def test_ipv4_arithmetic_agrees_with_ipaddress(a: int, pa: int, b: int, pb: int) -> None:
+    """network/ipv4.py stands in for ipaddress in the helper (issue 11)."""
+    import ipaddress
+
+    net_a = ipaddress.IPv4Interface((a, pa)).network
+    net_b = ipaddress.IPv4Interface((b, pb)).network
+    assert ipv4.to_int(ipv4.to_str(a)) == a
+    assert ipv4.network(ipv4.to_str(a), pa) == str(net_a)
+    assert ipv4.overlaps(str(net_a), str(net_b)) == net_a.overlaps(net_b)
+    if pa <= 30:  # the subnets request.py lets through
+        assert ipv4.first_host(str(net_a)) == str(net_a.network_address + 1)
+    small = ipaddress.IPv4Network((a & ~0xFF, max(pa, 24)), strict=False)
+    assert list(ipv4.hosts(str(small))) == [str(h) for h in small.hosts()]
+
+
+def test_ipv4_takes_only_dotted_quads() -> None:
+    for loose in ("10.1", "10", "010.0.0.1x", "1.2.3.4.5", "::1"):
+        with pytest.raises(OSError):
+            ipv4.to_int(loose)
 
 
 def test_setup_imports_only_pyroute2s_rtnl_messages() -> None:
@@ -837,6 +865,30 @@ def test_cli_helper_pipes_stay_clear_of_preserved_fds(lab: Lab, cli) -> None:
             lab.ctx.new_id())
     assert r.returncode != 0
     assert "preserved-fd" in r.stderr and "fd 3: Bad file descriptor" in r.stderr, r.stderr
+    lab.assert_clean()
+
+
+def test_cli_bridge_run_keeps_the_heavy_imports_in_the_helper(lab: Lab) -> None:
+    """The runtime of a bridge `run` imports none of what the helper loads: the helper
+    does the network work, and what the runtime says to it goes through minirun.lite's
+    json (the real one, with re and enum, costs 7-20 ms of a run here: issue 11)."""
+    heavy = ("json", "re", "enum", "collections", "typing", "ipaddress", "logging",
+             "socket", "subprocess", "pyroute2", "pyroute2.netlink")
+    code = (f"import os, sys; sys.path[:0] = {sys.path!r}\n"
+            "import minirun.entry as entry\n"
+            "def exit_now(code):\n"
+            f"    print(sorted(m for m in {heavy!r} if m in sys.modules), code, flush=True)\n"
+            "    os._exit(code)\n"
+            "entry.exit_now = exit_now\n"
+            "sys.argv[0] = 'minirun'\n"
+            "entry.main()\n")
+    b = str(lab.bundle(["true"]))
+    p = subprocess.run(["nsenter", f"--net={lab.ns.path}", "--", sys.executable, "-IS", "-c",
+                        code, "--root", str(lab.root), "run", "--network", "bridge",
+                        "--publish", "8080:80", "--bundle", b, lab.ctx.new_id()],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=TIMEOUT)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "[] 0\n", ""), p
     lab.assert_clean()
 
 

@@ -70,9 +70,11 @@ def test_the_shim_starts_without_heavy_imports():
 
 @pytest.mark.parametrize("argv", [["run", "--no-such-flag", "x"],
                                   ["exec", "no-such-container", "true"],
-                                  ["run", "--bundle", "/no/such/bundle", "x"]])
+                                  ["run", "--bundle", "/no/such/bundle", "x"],
+                                  ["run", "--network", "bridge", "--bundle", "/no/such", "x"]])
 def test_the_warmer_never_outlives_minirun(runtime, argv):
-    """The process warmup.py forks is reaped even when the command fails early: run
+    """The processes forked at start (warmup.py's warmer; the network helper when the
+    command line asks for a bridge) are reaped even when the command fails early: run
     as a subreaper, nothing is left to re-parent to us once minirun has exited."""
     code = (
         "import ctypes, os, subprocess, sys\n"

@@ -25,10 +25,10 @@ loaded in ~2 ms), or, where the library cannot be loaded, through the `nft` prog
 (subprocess and nft's own start: ~7 ms).
 """
 
-import json
 import os
 
 from minirun.errors import MinirunError
+from minirun.lite import json
 
 FAMILY = "ip"
 TABLE = "minirun"

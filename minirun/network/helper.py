@@ -38,13 +38,14 @@ class Helper:
 
     def setup(self, root: str, cid: str, pid: int, request: dict) -> dict:
         """The helper's bridge.setup: its record, or its MinirunError raised here."""
-        import json
-
         from minirun import trace
         from minirun.errors import MinirunError
+        from minirun.lite import json
+        from minirun.log import log
 
         t0 = trace.ACTIVE.t0 if trace.ACTIVE is not None else None
-        msg = {"root": root, "cid": cid, "pid": pid, "request": request, "trace": t0}
+        msg = {"root": root, "cid": cid, "pid": pid, "request": request, "trace": t0,
+               "log": [log.path, log.format, log.debug_enabled]}  # forked before --log
         data, answer, status = b"", {}, 0
         try:
             try:
@@ -73,7 +74,7 @@ class Helper:
     def teardown(self, record: dict) -> bool:
         """Hand it the teardown: True once it holds the lease lock (it goes on alone),
         False if it could not take the work (the caller does it)."""
-        import json
+        from minirun.lite import json
 
         try:
             write_all(self.to, json.dumps(record).encode() + b"\n")
@@ -166,11 +167,11 @@ def _pipe() -> tuple[int, int]:
 def _serve(parent: int, rfd: int, wfd: int) -> None:
     """The helper's life: import; set up when told; then stay until the runtime exits
     (`create`, `run -d`), or tear the container down when told (a foreground `run`)."""
-    import json
     import signal
     import time
 
     from minirun import syscalls
+    from minirun.lite import json
 
     syscalls.set_pdeathsig(signal.SIGKILL)
     if os.getppid() != parent:
@@ -198,6 +199,9 @@ def _serve(parent: int, rfd: int, wfd: int) -> None:
     except OSError:
         pass  # without CAP_SYS_NICE: on, niced
     msg = json.loads(line)
+    from minirun.log import log
+
+    log.configure(*msg["log"])
     events = _trace_as_runtime(msg["trace"], imported)
     answer = _setup(bridge, msg)
     answer["spans"] = events
@@ -257,7 +261,12 @@ def _teardown(bridge, root: str, cid: str, record: dict, rfd: int, wfd: int) -> 
     if firewall is not None:
         firewall.forget_library()
     fault_point("network teardown by the set-up helper")  # MINIRUN_FAULT_AT, for tests
-    bridge.teardown(root, cid, record, held)
+    try:
+        bridge.teardown(root, cid, record, held)
+    except Exception as e:  # noqa: BLE001 - a lease is left: the next set-up retries
+        from minirun.log import log
+
+        log.warn(f"container {cid!r}: network teardown (by the set-up helper): {e}")
 
 
 # ------------------------------------------------------------ shared with teardown's worker

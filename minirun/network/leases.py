@@ -11,10 +11,11 @@ Emptied directories are removed: a root without containers holds nothing of ours
 """
 
 import fcntl
-import json
 import os
 
 from minirun.errors import MinirunError
+from minirun.lite import json
+from minirun.network import ipv4
 
 LEASE_DIR = ".network"
 
@@ -93,23 +94,21 @@ class LeaseBook:
     def take(self, cid: str, bridge: str, subnet: str, gateway: str, wanted: str | None,
              names: dict) -> dict:
         """Lease `wanted` or the lowest free address of subnet on bridge."""
-        import ipaddress
-
         used = {lease["address"]: lease["cid"] for lease in self.of_bridge(bridge)}
-        net = ipaddress.IPv4Network(subnet)
         if wanted is not None:
             if wanted in used:
                 raise MinirunError(f"--ip {wanted}: address already leased to container "
                                    f"{used[wanted]!r} on bridge {bridge}")
             address = wanted
         else:
-            address = next((str(a) for a in net.hosts()
-                            if str(a) != gateway and str(a) not in used), None)
+            address = next((a for a in ipv4.hosts(subnet) if a != gateway and a not in used),
+                           None)
             if address is None:
+                usable = (1 << (32 - ipv4.split(subnet)[1])) - 3  # not network, broadcast, gateway
                 raise MinirunError(
-                    f"no free address in {subnet} on bridge {bridge}: all "
-                    f"{net.num_addresses - 3} are leased (delete a container, or use "
-                    "another --bridge with a larger --subnet)")
+                    f"no free address in {subnet} on bridge {bridge}: all {usable} are "
+                    "leased (delete a container, or use another --bridge with a larger "
+                    "--subnet)")
         lease = {"cid": cid, "bridge": bridge, "address": address, **names}
         self._write(lease)
         return lease
@@ -121,7 +120,7 @@ class LeaseBook:
         # O_EXCL: the lock makes a clash impossible; if it happened, fail loudly
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump(lease, f)
+            f.write(json.dumps(lease))
 
     def release(self, lease: dict) -> None:
         bdir = os.path.join(self.dir, lease["bridge"])

@@ -11,12 +11,12 @@ minirun would have used (someone else's, or a user's bridge) is never removed.
 
 import contextlib
 import ctypes  # imported by pyroute2's messages anyway
-import ipaddress
 import os
 import socket
 from collections.abc import Iterator
 
 from minirun.errors import MinirunError, errno_name
+from minirun.network import ipv4
 from minirun.network.rtnl import NLM_F_CREATE, NLM_F_EXCL, NetlinkError, Rtnl
 
 CLONE_NEWNET = 0x40000000
@@ -32,7 +32,7 @@ class Bridge:
         self.name = name
         self.index = index
         self.gateway = address  # the bridge's own address is the containers' gateway
-        self.subnet = str(ipaddress.IPv4Interface(f"{address}/{prefixlen}").network)
+        self.subnet = ipv4.network(address, prefixlen)
         self.prefixlen = prefixlen
         self.mtu = mtu
         self.created = created
@@ -87,8 +87,7 @@ def _existing_bridge(ipr: Rtnl, link, name: str, subnet: str | None,
         raise MinirunError(f"--bridge {name}: the bridge has no IPv4 address to be the "
                            "containers' gateway; give it one, or use another --bridge")
     if subnet is not None:
-        addresses = [(a, p) for a, p in addresses
-                     if str(ipaddress.IPv4Interface(f"{a}/{p}").network) == subnet]
+        addresses = [(a, p) for a, p in addresses if ipv4.network(a, p) == subnet]
         if not addresses:
             raise MinirunError(f"--subnet {subnet}: bridge {name} exists with another "
                                f"subnet ({_subnets(ipr, link['index'])}); drop --subnet "
@@ -100,8 +99,7 @@ def _existing_bridge(ipr: Rtnl, link, name: str, subnet: str | None,
 
 def _create_bridge(ipr: Rtnl, name: str, subnet: str, root: str) -> Bridge:
     _refuse_overlap(ipr, subnet)
-    net = ipaddress.IPv4Network(subnet)
-    gateway = str(net.network_address + 1)
+    gateway, prefixlen = ipv4.first_host(subnet), ipv4.split(subnet)[1]
     with netlink(f"create bridge {name}"):
         # A MAC of its own: otherwise the bridge takes its ports' lowest, which changes
         # as containers come and go, and the containers' ARP entries for the gateway
@@ -118,8 +116,8 @@ def _create_bridge(ipr: Rtnl, name: str, subnet: str, root: str) -> Bridge:
         # the mark first: a bridge with it is removed by teardown, whatever fails next
         with netlink(f"mark bridge {name} as minirun's"):
             ipr.set_link(index, [("IFLA_IFALIAS", owner_alias(root))])
-        with netlink(f"add address {gateway}/{net.prefixlen} to bridge {name}"):
-            ipr.add_ipv4_address(index, gateway, net.prefixlen)
+        with netlink(f"add address {gateway}/{prefixlen} to bridge {name}"):
+            ipr.add_ipv4_address(index, gateway, prefixlen)
         with netlink(f"bring bridge {name} up"):
             ipr.set_link(index, [], up=True)
         mtu = link.get_attr("IFLA_MTU")
@@ -128,7 +126,7 @@ def _create_bridge(ipr: Rtnl, name: str, subnet: str, root: str) -> Bridge:
             with contextlib.suppress(NetlinkError):
                 ipr.del_link(index)
         raise
-    return Bridge(name, index, gateway, net.prefixlen, mtu, created=True)
+    return Bridge(name, index, gateway, prefixlen, mtu, created=True)
 
 
 def _random_mac() -> str:
@@ -140,10 +138,10 @@ def _random_mac() -> str:
 def _refuse_overlap(ipr: Rtnl, subnet: str) -> None:
     """A new bridge's subnet must not overlap an address already here: the routes
     would fight, and containers could not reach that network."""
-    net = ipaddress.IPv4Network(subnet)
     for msg in ipr.ipv4_addresses():
-        iface = ipaddress.IPv4Interface(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}")
-        if iface.network.overlaps(net):
+        address, prefixlen = msg.get_attr("IFA_ADDRESS"), msg["prefixlen"]
+        iface = f"{address}/{prefixlen}"
+        if ipv4.overlaps(ipv4.network(address, prefixlen), subnet):
             dev = msg.get_attr("IFA_LABEL") or f"interface {msg['index']}"
             raise MinirunError(f"--subnet {subnet} overlaps {iface} on {dev}; "
                                "choose another --subnet")
@@ -322,5 +320,4 @@ def _ipv4_of(ipr: Rtnl, index: int) -> list[tuple[str, int]]:
 
 
 def _subnets(ipr: Rtnl, index: int) -> str:
-    return ", ".join(str(ipaddress.IPv4Interface(f"{a}/{p}").network)
-                     for a, p in _ipv4_of(ipr, index))
+    return ", ".join(ipv4.network(a, p) for a, p in _ipv4_of(ipr, index))
