@@ -115,12 +115,11 @@ def _create(store: Store, cid: str, bundle: str, opts: dict) -> int:
             cdir.write(st)
             return cgroup
 
+        bridge = _BridgeSetUp(store.root, cdir, st, net) if net is not None else None
         with trace.Span("set-up processes (until the init is ready)"):
-            pid = _launch(cdir, cid, cfg, bundle, rootfs, opts, session, console, make_cgroup)
+            pid = _launch(cdir, cid, cfg, bundle, rootfs, opts, session, console, make_cgroup,
+                          bridge)
         st.update(status="created", pid=pid, pid_start=process_start_time(pid))
-        if net is not None:
-            with trace.Span("network"):
-                _setup_network(store, cdir, st, net)
         cdir.write(st)
         if opts.get("pid_file"):
             _write_pid_file(opts["pid_file"], pid)
@@ -131,6 +130,10 @@ def _create(store: Store, cid: str, bundle: str, opts: dict) -> int:
             cgroup.cg.destroy()
             if cgroup.v1 is not None:
                 cgroup.v1.destroy()
+        if net is not None:
+            from minirun import network
+
+            network.abandon()  # its helper, at work or not yet told
         _teardown_network(store, st)
         cdir.remove()
         if type(e).__name__ == "HookError":
@@ -145,6 +148,30 @@ def _create(store: Store, cid: str, bundle: str, opts: dict) -> int:
             console.close()
         if cgroup is not None:
             cgroup.close_fds()
+
+
+class _BridgeSetUp:
+    """--network bridge in `create`: the network helper (network/helper.py) is handed
+    the init's pid as soon as the set-up process tells it, and works while the init
+    builds its root filesystem; the init asks for the result ("network") before its
+    hooks and sysctls, as in an engine's network namespace, made before the runtime
+    runs. The record goes to state.json with the rest."""
+
+    def __init__(self, root: str, cdir: ContainerDir, st: dict, req) -> None:
+        self.root, self.cdir, self.st, self.req = root, cdir, st, req
+
+    def begin(self, pid: int) -> None:
+        from minirun import network
+
+        self.st["network"] = self.req.to_dict()  # what to tear down if create dies now
+        self.cdir.write(self.st)
+        network.begin(self.root, self.st["id"], pid, self.req)
+
+    def finish(self, pid: int) -> None:
+        from minirun import network
+
+        with trace.Span("network"):
+            self.st["network"] = network.setup(self.root, self.st["id"], pid, self.req)
 
 
 def _network_request(cfg: dict, opts: dict):
@@ -178,14 +205,6 @@ def _network_request(cfg: dict, opts: dict):
     if req is not None:
         network.prepare(req)  # its imports overlap the container's set-up (issue 11)
     return req
-
-
-def _setup_network(store: Store, cdir: ContainerDir, st: dict, req) -> None:
-    from minirun import network
-
-    st["network"] = req.to_dict()  # what to tear down if set-up dies half-way
-    cdir.write(st)
-    st["network"] = network.setup(store.root, st["id"], st["pid"], req)
 
 
 def _teardown_network(store: Store, st: dict) -> None:
@@ -229,9 +248,11 @@ def _rootfs_path(cfg: dict, bundle: str) -> str:
 
 def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
             opts: dict, session: SetupSession, console: socket.socket | None,
-            make_cgroup: Callable[[], container_cgroup.Prepared | None]) -> int:
+            make_cgroup: Callable[[], container_cgroup.Prepared | None],
+            bridge: "_BridgeSetUp | None") -> int:
     """Fork the set-up process, make the container's cgroup meanwhile, and serve the
-    set-up processes until the init is ready for `start`."""
+    set-up processes until the init is ready for `start`; with a bridge, set up the
+    network while the init builds its root filesystem."""
     from minirun.linux import init, namespaces
     from minirun.linux.rootfs import open_bind_sources_in
 
@@ -244,6 +265,7 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
     listener.listen(1)
     launch = init.Launch(cid, cfg, bundle, rootfs, listener, opts, _steps_wanted())
     launch.console = console
+    launch.await_network = bridge is not None
     # The state lock must not outlive `create` in the container's processes.
     child = session.fork(lambda sock, done: init.setup_process(launch, init.Channel(sock, done)),
                          close=[cdir.fd])
@@ -264,6 +286,9 @@ def _launch(cdir: ContainerDir, cid: str, cfg: dict, bundle: str, rootfs: str,
         # A sealed init (linux/sealed.py) holds no cgroup fd: we move it.
         "cgroup": lambda _: cgroup.join_all(session.target_pid),
     }
+    if bridge is not None:
+        handlers["pid"] = lambda m: bridge.begin(m["pid"])
+        handlers["network"] = lambda _: bridge.finish(session.target_pid)
     with trace.Span("set-up processes, once the cgroup is made"):
         if not session.listen("ready", handlers):
             raise MinirunError("the container's set-up processes exited without a word")

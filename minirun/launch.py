@@ -70,7 +70,9 @@ class SetupSession:
         return pid
 
     def listen(self, until: str | None, handlers: dict[str, Handler] | None = None) -> bool:
-        """Serve messages until one of type `until` (True) or end of file (False)."""
+        """Serve messages until one of type `until` (True) or end of file (False).
+        A "pid" handler, if given, is told the container's pid once known (no reply:
+        the set-up process sends it and goes on)."""
         handlers = handlers or {}
         while True:
             got = self.reader.recv()
@@ -96,6 +98,8 @@ class SetupSession:
                     raise MinirunError("set-up process sent a second pid: refused")
                 self.target = msg["pid"]
                 self.pids.append(self.target)
+                if "pid" in handlers:
+                    handlers["pid"](msg)
             elif kind == "error":
                 err = _error_of(msg)
                 err.child_trace = msg.get("trace")  # type: ignore[attr-defined]

@@ -856,6 +856,40 @@ def test_cli_helper_steps_on_a_track_of_their_own(lab: Lab, cli) -> None:
     lab.assert_clean()
 
 
+def test_cli_network_is_up_before_the_hooks_and_the_sysctls(lab: Lab, cli) -> None:
+    """The helper sets the network up while the init builds its root filesystem, and
+    the init waits for it before its hooks and sysctls, as in the network namespace an
+    engine makes before it runs the runtime: a createContainer hook sees eth0, and a
+    sysctl of eth0 applies."""
+    def edits(cfg: dict) -> None:
+        cfg["hooks"] = {"createContainer": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "cat /proc/net/dev > hook-saw"]}]}
+        cfg["linux"]["sysctl"] = {"net.ipv4.conf.eth0.rp_filter": "2"}
+
+    b = lab.bundle(["cat", "/proc/sys/net/ipv4/conf/eth0/rp_filter"], edits)
+    r = cli("run", "--network", "bridge", "--bundle", str(b), lab.ctx.new_id())
+    assert (r.returncode, r.stdout.strip()) == (0, "2"), r.stderr
+    assert "eth0:" in (b / "rootfs" / "hook-saw").read_text()
+    lab.assert_clean()
+
+
+def test_cli_create_failing_while_the_helper_works_leaves_nothing(lab: Lab, cli) -> None:
+    """The init fails (a mount) after the helper was told its pid: the helper finishes
+    what it was doing, and the teardown removes it all; the error is the init's."""
+    def edits(cfg: dict) -> None:
+        cfg["mounts"].append({"destination": "/x", "type": "tmpfs", "source": "tmpfs",
+                              "options": ["size=banana"]})
+
+    b = lab.bundle(["true"], edits)
+    cid = lab.ctx.new_id()
+    r = cli("run", "--network", "bridge", "--publish", "8080:80", "--bundle", str(b), cid)
+    assert r.returncode != 0
+    assert r.stderr.splitlines() == [r.stderr.strip()], r.stderr
+    assert "mount /x (mounts[7])" in r.stderr, r.stderr
+    assert not (lab.root / cid).exists()
+    lab.assert_clean()
+
+
 def test_cli_helper_pipes_stay_clear_of_preserved_fds(lab: Lab, cli) -> None:
     """--preserve-fds N hands fds 3..3+N-1 to the container: the early helper's pipes,
     made before anything else, must not land there (the container could then talk to

@@ -7,8 +7,9 @@
                                               then waits on exec.sock for `start`
 
 Both report to the runtime over one SOCK_SEQPACKET socket (JSON messages): each set-up
-step, "userns"/"timens" (please write my id maps / time offsets), "hooks" (run
-prestart and createRuntime), "seccomp-notify" (an fd for the agent), "cgroup-info"
+step, "userns"/"timens" (please write my id maps / time offsets), "network" (with
+--network bridge: is it set up? answered once it is), "hooks" (run prestart and
+createRuntime), "seccomp-notify" (an fd for the agent), "cgroup-info"
 (the container's cgroup and its cgroup.procs fds, which the runtime makes while we
 work), "pid" (the init's pid), "ready", or "error". The set-up process gets the
 runtime's "done" on a pipe of its own, and the init starts only once the runtime knows
@@ -83,6 +84,7 @@ class Launch:
         self.preserve_fds = int(opts.get("preserve_fds") or 0)
         self.no_new_keyring = bool(opts.get("no_new_keyring"))
         self.debug = debug
+        self.await_network = False  # a bridge: the runtime's helper sets it up meanwhile
         self.console: socket.socket | None = None
         self.cgroup = None  # container_cgroup.View, once asked for (cgroup_view)
         self.cgroup_known = False
@@ -282,6 +284,11 @@ def init_process(launch: Launch, chan: Channel, parent: int) -> None:
         root.resolve_cgroup = lambda r: _show_cgroup(r, launch, chan)
         root.prepare(cfg, launch.bundle)
         root.make_cwd(proc.get("cwd") or "/")
+        if launch.await_network:
+            # Set up meanwhile (network/helper.py); ready before the hooks run and the
+            # sysctls are written, as an engine's network namespace is.
+            chan.send({"type": "network"})
+            chan.recv()
         state = _create_hooks(launch, chan, tracer)
         root.pivot(launch.no_pivot)
         root.set_propagation(linux.get("rootfsPropagation"))

@@ -4,7 +4,10 @@ a bridge, an address, a default route, outbound NAT and published ports.
     request_from(flags, annotations) -> NetworkRequest | None   every `create`: cheap
     prepare(req)                              optional, early in `create`: a helper
                                               process imports what setup needs meanwhile
-    setup(root, cid, pid, req) -> record      once the init waits in its namespace
+    begin(root, cid, pid, req)                optional, once the init's pid is known:
+                                              the helper starts setup meanwhile
+    setup(root, cid, pid, req) -> record      the init in its namespace; after begin(),
+                                              the helper's result
     teardown(root, cid, record)               in `delete`; idempotent; returns at
                                               once, the kernel's part in the background
     address_of(record) -> str | None          for `state` and `list`
@@ -53,15 +56,27 @@ def prepare(req: NetworkRequest) -> None:
         _HELPERS[id(req)] = h
 
 
+def begin(root: str, cid: str, pid: int, req: NetworkRequest) -> None:
+    """Let prepare()'s helper start setup() now, while the caller goes on (the init
+    builds its root filesystem meanwhile); setup() then only collects the result.
+    Without a helper, nothing: setup() does all the work."""
+    import os
+
+    h = _HELPERS.get(id(req))
+    if h is not None and not h.begun:
+        h.begin(os.path.abspath(root), cid, pid, req.to_dict())
+
+
 def setup(root: str, cid: str, pid: int, req: NetworkRequest) -> dict:
     """Give the container whose init is `pid` its network, in the caller's network
     namespace; returns the record to keep in state.json. On failure nothing is left
     and MinirunError says what, where and why."""
     import os
 
+    begin(root, cid, pid, req)  # if not done yet
     h = _HELPERS.pop(id(req), None)
     if h is not None:
-        record = h.setup(os.path.abspath(root), cid, pid, req.to_dict())
+        record = h.finish()
         _RESIDENT.append((h, os.path.abspath(root), cid))
         return record
     from minirun import trace
@@ -70,6 +85,13 @@ def setup(root: str, cid: str, pid: int, req: NetworkRequest) -> dict:
         from minirun.network import bridge
 
     return bridge.setup(root, cid, pid, req)
+
+
+def abandon() -> None:
+    """A create failed: its helper, if setup() never collected it, finishes what it
+    was told and ends (helper.Helper.abandon); teardown() then removes what it made."""
+    while _HELPERS:
+        _HELPERS.popitem()[1].abandon()
 
 
 # The helper that set a container up, still there for its teardown: at most one
@@ -105,6 +127,7 @@ def teardown(root: str, cid: str, record: dict, wait: bool = False) -> None:
     id, a host port) takes that lock first, and so waits for the removal; a lease
     outlives the rules and links it names, so if the background work fails, the next
     set-up or teardown of this root finds the stale lease and removes the rest."""
+    abandon()
     if _teardown_by_resident(root, cid, record or {}, use=not wait):
         return
     from minirun.network.leases import LeaseBook

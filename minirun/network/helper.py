@@ -31,28 +31,37 @@ _FD_FLOOR = 100  # its pipes sit above the fds --preserve-fds hands to the conta
 class Helper:
     """The runtime's side of one helper: its pid and the two pipe ends."""
 
-    __slots__ = ("pid", "to", "frm")
+    __slots__ = ("pid", "to", "frm", "begun")
 
     def __init__(self, pid: int, to: int, frm: int) -> None:
         self.pid, self.to, self.frm = pid, to, frm
+        self.begun = False  # told to set up: it may be changing the host's network
 
-    def setup(self, root: str, cid: str, pid: int, request: dict) -> dict:
-        """The helper's bridge.setup: its record, or its MinirunError raised here."""
+    def begin(self, root: str, cid: str, pid: int, request: dict) -> None:
+        """Tell it to set up the container whose init is `pid` (finish() gets the
+        result); a helper that died is found out by finish()."""
         from minirun import trace
-        from minirun.errors import MinirunError
         from minirun.lite import json
         from minirun.log import log
 
         t0 = trace.ACTIVE.t0 if trace.ACTIVE is not None else None
         msg = {"root": root, "cid": cid, "pid": pid, "request": request, "trace": t0,
                "log": [log.path, log.format, log.debug_enabled]}  # forked before --log
+        self.begun = True
+        try:
+            write_all(self.to, json.dumps(msg).encode() + b"\n")
+        except BrokenPipeError:
+            pass  # it died: finish() tells
+
+    def finish(self) -> dict:
+        """Its bridge.setup's record, or its MinirunError raised here."""
+        from minirun import trace
+        from minirun.errors import MinirunError
+        from minirun.lite import json
+
         data, answer, status = b"", {}, 0
         try:
-            try:
-                write_all(self.to, json.dumps(msg).encode() + b"\n")
-                data = read_line(self.frm)
-            except BrokenPipeError:
-                pass  # it died: told below
+            data = read_line(self.frm)
             answer = json.loads(data) if data else {}
         finally:
             if "record" not in answer:
@@ -82,13 +91,31 @@ class Helper:
         except OSError:
             return False  # it died
 
+    def abandon(self) -> None:
+        """The create failed: a helper told to set up finishes that first (killed
+        half-way it could leave a bridge not yet marked as minirun's, that no teardown
+        would remove), then ends on the closed pipe; one not told is killed. Either
+        way it is gone on return, and the caller's teardown removes what it made."""
+        if self.frm < 0:
+            return  # closed already
+        if not self.begun:
+            self.close(kill=True)
+            return
+        os.close(self.to)
+        self.to = -1
+        while read_line(self.frm):
+            pass  # its answer, unread
+        self.close(kill=False)
+
     def close(self, kill: bool, wait: bool = True) -> int:
         """Close the pipes (a helper still waiting for a line ends on that) and reap
         it, first killing it if `kill` (one never used: its imports may still run).
         Its wait status; 0 if not waited for or reaped by something else (run waits
         for any child)."""
-        os.close(self.to)
-        os.close(self.frm)
+        for fd in (self.to, self.frm):
+            if fd >= 0:
+                os.close(fd)
+        self.to = self.frm = -1
         try:
             if kill:
                 os.kill(self.pid, 9)  # SIGKILL
