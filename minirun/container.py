@@ -486,6 +486,9 @@ def _terminal_master(relay_end: socket.socket | None) -> int | None:
 
 def wait_process(pid: int, master: int | None) -> int:
     """Forward signals (or relay the terminal) until `pid` exits; its exit status."""
+    import gc
+
+    gc.enable()  # the program turned it off for its start (entry.py); this may take days
     forward = _forward_signals(pid)
     try:
         if master is not None:

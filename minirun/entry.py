@@ -6,6 +6,7 @@ writes it, and the log file is line-buffered. So the program flushes stdout and 
 and ends with os._exit. cli.main stays a plain function (tests and the shim call it).
 """
 
+import gc
 import os
 import sys
 
@@ -13,6 +14,10 @@ from minirun import warmup
 
 
 def main() -> None:
+    if warmup.command_of(sys.argv[1:]) in warmup.COMMANDS:
+        # No cycle collection while create/run/exec start (~1 ms of their imports;
+        # refcounting frees the rest): wait_process turns it back on for a long wait.
+        gc.disable()
     warmup.start(sys.argv[1:])  # before the imports below, which it overlaps
     if warmup.asks_for_bridge(sys.argv[1:]):
         from minirun.network import helper

@@ -7,6 +7,7 @@ offsets, run createRuntime hooks), records the pids, and turns an "error" messag
 a MinirunError, killing what was started so that nothing is left behind.
 """
 
+import gc
 import os
 import time
 from _collections_abc import Callable  # collections.abc without collections (1.5 ms)
@@ -52,6 +53,10 @@ class SetupSession:
         t0 = time.perf_counter()
         pid = os.fork()
         if pid == 0:
+            # No cycle collection in the set-up processes: a collection writes to every
+            # object it visits, and each page written after the init joins its cgroup is
+            # charged to the container (the memory floor of issue 11).
+            gc.disable()
             self.ours.close()
             os.close(self.done_w)
             for fd in close:

@@ -65,3 +65,32 @@ def test_user_switch_after_the_join_only_makes_syscalls():
         f"the user switch wrote {faults} pages after the cgroup join (at most {MAX_FAULTS}): "
         "each is charged to the container's memory.max; move its Python work into "
         "process.UserSwitch")
+
+
+def test_a_cycle_collection_would_write_far_more():
+    """Why the set-up processes never collect cycles: a collection writes to every
+    object it visits, each page a copy charged to the container once the init joined."""
+    import gc
+
+    faults = _faults_in_child(lambda: gc.collect)
+    assert faults > MAX_FAULTS * 4, faults
+
+
+def test_set_up_processes_run_without_cycle_collection():
+    """A collection can start on any allocation (the init's Python after the join
+    included): the set-up processes turn it off as they are forked."""
+    from minirun.launch import SetupSession
+
+    session = SetupSession()
+
+    def child(sock, _done: int) -> None:
+        import gc
+
+        sock.send(b"on" if gc.isenabled() else b"off")
+
+    pid = session.fork(child, close=[])
+    try:
+        assert session.ours.recv(16) == b"off"
+    finally:
+        os.waitpid(pid, 0)
+        session.close()

@@ -194,6 +194,9 @@ def _only_fds(keep: set[int]) -> list[int]:
 
 def resume(payload: str, cloexec: str) -> None:
     """Entry point of the re-executed interpreter (see _BOOT)."""
+    import gc
+
+    gc.disable()  # as in any set-up process (launch.SetupSession.fork)
     syscalls.set_dumpable(False)  # exec made us dumpable again
     try:
         import pickle
