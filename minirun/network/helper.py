@@ -152,9 +152,10 @@ def dismiss_early() -> None:
 
 def fork() -> Helper | None:
     """Fork a helper; None if that fails (network.setup then does the work itself)."""
-    fds: list[int] = []
+    fds: list[int] = []  # runtime -> helper, helper -> runtime
     try:
-        fds = [*_pipe(), *_pipe()]  # runtime -> helper, helper -> runtime
+        fds.extend(_pipe())
+        fds.extend(_pipe())
         parent = os.getpid()
         pid = os.fork()
     except OSError:
