@@ -89,7 +89,8 @@ def setup(root: str, cid: str, pid: int, req: NetworkRequest) -> dict:
 
 def abandon() -> None:
     """A create failed: its helper, if setup() never collected it, finishes what it
-    was told and ends (helper.Helper.abandon); teardown() then removes what it made."""
+    was told and ends (helper.Helper.abandon); teardown(), called after it, removes
+    what it made."""
     while _HELPERS:
         _HELPERS.popitem()[1].abandon()
 
@@ -127,7 +128,6 @@ def teardown(root: str, cid: str, record: dict, wait: bool = False) -> None:
     id, a host port) takes that lock first, and so waits for the removal; a lease
     outlives the rules and links it names, so if the background work fails, the next
     set-up or teardown of this root finds the stale lease and removes the rest."""
-    abandon()
     if _teardown_by_resident(root, cid, record or {}, use=not wait):
         return
     from minirun.network.leases import LeaseBook

@@ -129,10 +129,11 @@ EARLY: Helper | None = None
 
 
 def start_early() -> None:
-    """At program start, when the command line asks for a bridge: fork the helper
-    before the runtime's own imports, so that its imports overlap them too."""
+    """At program start, when the command line asks for a bridge (as root: see
+    warmup.asks_for_bridge): fork the helper before the runtime's own imports, so that
+    its imports overlap them too."""
     global EARLY
-    if EARLY is None and os.geteuid() == 0:  # without root, create refuses the bridge
+    if EARLY is None:
         EARLY = fork()
 
 

@@ -201,9 +201,9 @@ def check_address(address: str, subnet: str, src: str, gateway: str | None = Non
 
 
 def gateway_of(subnet: str) -> str:
-    import ipaddress
+    from minirun.network import ipv4
 
-    return str(ipaddress.IPv4Network(subnet).network_address + 1)
+    return ipv4.first_host(subnet)
 
 
 def _publish_list(value: str | list | None, src: str) -> list[Publish]:
